@@ -1,0 +1,106 @@
+"""Eager LRN: ``tvm_lrn.run(x, size=...)`` compiles once per kernel signature and runs."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import tvm
+from tvm import te
+
+from . import compute
+from .spec import LRNParams, canonicalize, check_dtype
+from .target import resolve_target
+
+__all__ = ["run", "lrn_primfunc"]
+
+
+def lrn_primfunc(ndim: int, dtype: str, params: LRNParams) -> tvm.tirx.PrimFunc:
+    """A PrimFunc ``main(x, y)`` for every shape of rank ``ndim`` (int64 symbolic dims).
+
+    Parameters
+    ----------
+    ndim : int
+        Rank of the input.
+    dtype : str
+        Input dtype.
+    params : LRNParams
+        Canonical parameters; the axis is checked against ``ndim``.
+
+    Returns
+    -------
+    tvm.tirx.PrimFunc
+        Carries the LRN parameters as attributes (``tvm_lrn.*``).
+    """
+    params = params.with_axis(ndim)
+    shape = [te.var(f"n{i}", dtype="int64") for i in range(ndim)]
+    x = te.placeholder(shape, check_dtype(dtype), name="x")
+    y = compute.lrn(x, params)
+    func = te.create_prim_func([x, y])
+    return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str):
+    from .strategy import schedule_primfunc  # late: the strategy imports tvm.s_tir
+
+    target = _TARGETS[target_json]
+    func = schedule_primfunc(lrn_primfunc(ndim, dtype, params), target)
+    return tvm.compile(func, target=target)
+
+
+_TARGETS: dict[str, tvm.target.Target] = {}
+
+
+def _device_for(target: tvm.target.Target, index: int = 0):
+    return tvm.device(target.get_target_device_type(), index)
+
+
+def run(x, *, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch", target=None):
+    """Apply LRN to ``x`` eagerly.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or torch.Tensor
+        Input of rank >= 1; float16, bfloat16, float32 or float64.
+    size, alpha, beta, bias, axis, convention
+        As in :func:`tvm_lrn.spec.canonicalize`.
+    target : str, dict or tvm.target.Target, optional
+        Where to compile and run; the host CPU by default. A CUDA target expects a torch
+        tensor already on that GPU.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        Same kind, shape and dtype as ``x``.
+    """
+    is_torch = _is_torch(x)
+    if is_torch:
+        dtype = check_dtype(x.dtype)
+    else:
+        x = np.asarray(x)
+        dtype = check_dtype(x.dtype.name)
+    params = canonicalize(size, alpha, beta, bias, axis, convention, ndim=x.ndim)
+    target = resolve_target(target)
+    key = str(target)
+    _TARGETS.setdefault(key, target)
+    kernel = _kernel(x.ndim, dtype, params, key)
+    if is_torch:
+        import torch
+
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        if x.numel():
+            kernel(tvm.runtime.from_dlpack(x), tvm.runtime.from_dlpack(out))
+        return out
+    dev = _device_for(target)
+    x = np.ascontiguousarray(x)
+    out = tvm.runtime.empty(x.shape, dtype, dev)
+    if x.size:
+        kernel(tvm.runtime.tensor(x, dev), out)
+    return out.numpy()
+
+
+def _is_torch(x) -> bool:
+    mod = type(x).__module__
+    return mod.startswith("torch") and hasattr(x, "__dlpack__")

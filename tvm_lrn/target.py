@@ -1,0 +1,43 @@
+"""Target resolution: a name, a JSON dict or a tvm.target.Target, with clear errors."""
+
+from __future__ import annotations
+
+import functools
+
+import tvm
+from tvm.target import Target
+
+__all__ = ["resolve_target", "host_target"]
+
+
+@functools.lru_cache(maxsize=1)
+def host_target() -> Target:
+    """The host CPU as an llvm target with its mtriple and mcpu (for vector widths)."""
+    return Target.from_device("cpu")
+
+
+def resolve_target(target=None) -> Target:
+    """Turn ``target`` into a :class:`tvm.target.Target`.
+
+    Parameters
+    ----------
+    target : None, str, dict or Target
+        None or ``"host"``/``"cpu"`` is the host CPU; a string is a target kind
+        (``"llvm"``, ``"cuda"``) or tag (``"nvidia/nvidia-h100"``); a dict is TVM's JSON
+        form, e.g. ``{"kind": "llvm", "mcpu": "skylake-avx512"}``.
+
+    Returns
+    -------
+    tvm.target.Target
+    """
+    if target is None or (isinstance(target, str) and target in ("host", "cpu")):
+        return host_target()
+    if isinstance(target, Target):
+        return target
+    if not isinstance(target, (str, dict)):
+        raise TypeError(f"target must be a str, dict or tvm.target.Target, got {target!r}")
+    try:
+        return Target(target)
+    except (ValueError, TypeError, tvm.error.TVMError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"unknown or invalid target {target!r}: {first}") from None
