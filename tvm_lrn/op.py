@@ -1,0 +1,312 @@
+"""The ``relax.tvm_lrn`` operator: registration, builders, type inference, legalization.
+
+The op carries the canonical parameters (``lo``, ``hi``, ``alpha``, ``beta``, ``bias``,
+``axis``; see :class:`tvm_lrn.spec.LRNParams`) as call attributes, so a printed module
+shows exactly what the kernel computes whatever convention the model came from. It is
+named ``relax.<flat_name>`` because only that prefix prints as ``R.tvm_lrn(...)``; the
+builder :func:`tvm_lrn` is installed on ``tvm.relax.script`` (and its parser) so printed
+modules parse back.
+
+Legalization calls :func:`tvm_lrn.compute.lrn` through ``bb.call_te`` and produces a
+PrimFunc named ``lrn`` that carries the parameters as ``tvm_lrn.*`` attributes (how the
+strategy, the tuner and :mod:`tvm_lrn.build` recognize LRN kernels) and
+``op_pattern = kOpaque`` so that FuseOps leaves it alone and the attributes survive.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import tvm
+import tvm.relax.script as _relax_script
+import tvm.relax.script.parser as _relax_parser
+from tvm import relax, te
+
+from . import compute
+from .spec import LRNParams, canonicalize, check_dtype
+
+__all__ = [
+    "ATTR_KEYS",
+    "OP_NAME",
+    "OP_PATTERN_OPAQUE",
+    "PRIMFUNC_ATTR_PREFIX",
+    "PRIMFUNC_NAME",
+    "is_lrn_primfunc",
+    "lrn_primfunc",
+    "local_response_norm",
+    "params_from_attrs",
+    "params_from_call",
+    "tvm_lrn",
+]
+
+#: Registered name of the operator (prints as ``R.tvm_lrn``).
+OP_NAME = "relax.tvm_lrn"
+#: The canonical parameters, in the order the call attributes are built.
+ATTR_KEYS = ("lo", "hi", "alpha", "beta", "bias", "axis")
+#: Prefix of the PrimFunc attributes that mark a legalized LRN kernel.
+PRIMFUNC_ATTR_PREFIX = "tvm_lrn."
+#: Name hint of the legalized PrimFunc.
+PRIMFUNC_NAME = "lrn"
+#: ``relay::OpPatternKind::kOpaque``: FuseOps never groups a function with this pattern.
+OP_PATTERN_OPAQUE = 8
+
+_INT_KEYS = ("lo", "hi", "axis")
+_FLOAT_KEYS = ("alpha", "beta", "bias")
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _check_canonical(lo, hi, alpha, beta, bias, axis) -> LRNParams:
+    """Validate canonical parameters (the parser and hand-built calls bypass canonicalize)."""
+    ints = {}
+    for name, value in (("lo", lo), ("hi", hi), ("axis", axis)):
+        if isinstance(value, tvm.tirx.IntImm):
+            value = int(value.value)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"LRN attribute {name} must be an integer, got {value!r}")
+        ints[name] = int(value)
+    for name in ("lo", "hi"):
+        if ints[name] < 0:
+            raise ValueError(f"LRN attribute {name} must be >= 0, got {ints[name]}")
+    floats = {}
+    for name, value in (("alpha", alpha), ("beta", beta), ("bias", bias)):
+        if isinstance(value, tvm.tirx.FloatImm):
+            value = float(value.value)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"LRN attribute {name} must be a real number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"LRN attribute {name} must be finite, got {value}")
+        if value < 0:
+            raise ValueError(f"LRN attribute {name} must be >= 0, got {value}")
+        floats[name] = value
+    if floats["alpha"] == 0 and floats["bias"] == 0:
+        raise ValueError("LRN attributes alpha and bias are both 0: the denominator would be 0")
+    return LRNParams(
+        ints["lo"], ints["hi"], floats["alpha"], floats["beta"], floats["bias"], ints["axis"]
+    )
+
+
+def params_from_attrs(attrs) -> LRNParams:
+    """Read :class:`LRNParams` from call attributes or PrimFunc attributes.
+
+    Parameters
+    ----------
+    attrs : tvm.ir.DictAttrs, Map or dict
+        Either the op's call attributes (keys ``lo`` ... ``axis``) or a PrimFunc's
+        attributes (keys ``tvm_lrn.lo`` ... ``tvm_lrn.axis``).
+
+    Returns
+    -------
+    LRNParams
+    """
+    keys = list(attrs.keys())
+    prefix = PRIMFUNC_ATTR_PREFIX if PRIMFUNC_ATTR_PREFIX + "lo" in keys else ""
+    missing = [k for k in ATTR_KEYS if prefix + k not in keys]
+    if missing:
+        raise ValueError(f"LRN attributes missing: {', '.join(prefix + k for k in missing)}")
+    return _check_canonical(*(attrs[prefix + k] for k in ATTR_KEYS))
+
+
+def params_from_call(call: relax.Call) -> LRNParams:
+    """The canonical parameters of a ``relax.tvm_lrn`` call (axis as stored)."""
+    if call.attrs is None:
+        raise ValueError(f"{OP_NAME} call has no attributes")
+    return params_from_attrs(call.attrs)
+
+
+def _call_attrs(params: LRNParams) -> dict:
+    # ints as int32 IntImm: that is what the printed literal parses back to, so the
+    # TVMScript round trip is structurally equal; floats stay Python (double) floats,
+    # which the printer writes with repr() precision.
+    attrs = {}
+    for key in ATTR_KEYS:
+        value = getattr(params, key)
+        attrs[key] = tvm.tirx.IntImm("int32", value) if key in _INT_KEYS else float(value)
+    return attrs
+
+
+def primfunc_attrs(params: LRNParams) -> dict:
+    """The attributes a legalized LRN PrimFunc carries (``tvm_lrn.*`` and ``op_pattern``)."""
+    attrs = {PRIMFUNC_ATTR_PREFIX + k: v for k, v in params.as_attrs().items()}
+    attrs["op_pattern"] = OP_PATTERN_OPAQUE
+    return attrs
+
+
+def is_lrn_primfunc(func) -> bool:
+    """Whether ``func`` is a PrimFunc produced by legalizing ``relax.tvm_lrn``."""
+    if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs is None:
+        return False
+    keys = set(func.attrs.keys())
+    return all(PRIMFUNC_ATTR_PREFIX + k in keys for k in ATTR_KEYS)
+
+
+# --------------------------------------------------------------------------- types
+
+
+def _tensor_type(expr, what: str) -> relax.TensorType:
+    ty = getattr(expr, "ty", None)
+    if not isinstance(ty, relax.TensorType):
+        raise TypeError(f"{what} needs a tensor input, got {type(ty).__name__ if ty else expr!r}")
+    return ty
+
+
+def _check_input_type(ty: relax.TensorType, what: str) -> int:
+    """Check dtype and rank of the input type; return the rank."""
+    check_dtype(str(ty.dtype))
+    ndim = int(ty.ndim)
+    if ndim < 0:
+        raise ValueError(f"{what} needs a tensor of known rank, got a tensor of unknown rank")
+    if ndim == 0:
+        raise ValueError(f"LRN needs a tensor of rank >= 1, got rank {ndim}")
+    return ndim
+
+
+def _infer_type(call: relax.Call, bb: relax.BlockBuilder) -> relax.TensorType:
+    if len(call.args) != 1:
+        raise ValueError(f"{OP_NAME} takes exactly 1 argument, got {len(call.args)}")
+    ty = _tensor_type(call.args[0], OP_NAME)
+    ndim = _check_input_type(ty, OP_NAME)
+    params = params_from_call(call)
+    if not 0 <= params.axis < ndim:
+        raise ValueError(f"axis {params.axis} is out of range for a tensor of rank {ndim}")
+    # Same shape and dtype as the input; symbolic dims pass through unchanged, and an
+    # unknown shape of known rank stays ndim-only.
+    if ty.shape is not None:
+        return relax.TensorType(ty.shape, ty.dtype, ty.vdevice)
+    return relax.TensorType(ndim=ndim, dtype=ty.dtype, vdevice=ty.vdevice)
+
+
+# --------------------------------------------------------------------------- legalization
+
+
+def lrn_primfunc(ty: relax.TensorType, params: LRNParams) -> tvm.tirx.PrimFunc:
+    """The LRN PrimFunc ``(x, y)`` for inputs of type ``ty``, tagged with ``tvm_lrn.*``.
+
+    Static dimensions stay constants; each symbolic one becomes its own int64 variable,
+    so the kernel serves every value of it (and any shape expression, like ``2 * n``).
+
+    Parameters
+    ----------
+    ty : relax.TensorType
+        Input type with a known shape.
+    params : LRNParams
+        Canonical parameters.
+
+    Returns
+    -------
+    tvm.tirx.PrimFunc
+        No ``global_symbol``; attributes from :func:`primfunc_attrs`.
+    """
+    shape = []
+    for i, dim in enumerate(ty.shape.values):
+        if isinstance(dim, tvm.tirx.IntImm):
+            shape.append(tvm.tirx.IntImm("int64", int(dim.value)))
+        else:
+            shape.append(te.var(f"n{i}", dtype="int64"))
+    data = te.placeholder(shape, str(ty.dtype), name="x")
+    out = compute.lrn(data, params)
+    # Not bb.call_te: it always builds with index_dtype_override="int64", which also widens
+    # the int32 exponent arithmetic of the safe compute (bit-casts to float32) into int64
+    # and LLVM then rejects the i64 -> float bitcast. Relax shapes are int64 already, so
+    # the plain create_prim_func gets 64-bit indexing without the override.
+    func = te.create_prim_func([data, out]).without_attr("global_symbol")
+    return func.with_attrs(primfunc_attrs(params))
+
+
+def _legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+    params = params_from_call(call)
+    x = call.args[0]
+    ty = _tensor_type(x, OP_NAME)
+    if ty.shape is None or not isinstance(ty.shape, relax.ShapeExpr):
+        # Only the rank is known: call_tir needs the output shape. Leave the call as it is
+        # (LegalizeOps keeps it) so a later pass that learns the shape can legalize it.
+        return call
+    gvar = bb.add_func(lrn_primfunc(ty, params), PRIMFUNC_NAME)
+    return relax.call_tir(gvar, [x], relax.TensorType(ty.shape, ty.dtype, ty.vdevice))
+
+
+tvm.ir.register_op_attr(OP_NAME, "FInferType", _infer_type)
+tvm.ir.register_op_attr(OP_NAME, "FPurity", True)
+tvm.ir.register_op_attr(OP_NAME, "FLegalize", _legalize)
+_OP = tvm.ir.Op.get(OP_NAME)
+_OP.set_num_inputs(1)
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def tvm_lrn(x: relax.Expr, lo, hi, alpha, beta, bias, axis) -> relax.Call:
+    """Build ``R.tvm_lrn`` from canonical parameters (the form TVMScript prints).
+
+    Parameters
+    ----------
+    x : relax.Expr
+        A tensor of dtype float16, bfloat16, float32 or float64 and known rank >= 1.
+    lo, hi : int
+        Window ``[i - lo, i + hi]`` along ``axis``; non-negative.
+    alpha : float
+        Effective alpha (already divided by the window size where a convention does so).
+    beta, bias : float
+        Finite and non-negative; ``alpha`` and ``bias`` may not both be 0.
+    axis : int
+        Normalized axis; negative values count from the end.
+
+    Returns
+    -------
+    relax.Call
+        A call of ``relax.tvm_lrn`` with the axis made non-negative.
+    """
+    params = _check_canonical(lo, hi, alpha, beta, bias, axis)
+    ty = _tensor_type(x, "LRN") if getattr(x, "ty", None) is not None else None
+    if ty is not None:
+        params = params.with_axis(_check_input_type(ty, "LRN"))
+    elif params.axis < 0:
+        raise ValueError("LRN with a negative axis needs an input of known rank")
+    return relax.Call(_OP, [x], attrs=_call_attrs(params))
+
+
+def local_response_norm(
+    x: relax.Expr, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch"
+) -> relax.Call:
+    """Build a numerically safe LRN over ``axis`` of ``x``.
+
+    Every parameter is validated here, so an invalid LRN fails when the model is built,
+    with a message naming the parameter.
+
+    Parameters
+    ----------
+    x : relax.Expr
+        A tensor (a ``relax.Var`` or a normalized expression) of dtype float16, bfloat16,
+        float32 or float64 and known rank >= 1; dimensions may be symbolic.
+    size : int
+        Window length (``2 * depth_radius + 1`` under ``"tensorflow"``).
+    alpha, beta, bias : float
+        As the convention defines them; finite, non-negative, not ``alpha == bias == 0``.
+    axis : int
+        The normalized axis; negative counts from the end.
+    convention : {"torch", "onnx", "tensorflow", "caffe"}
+        Which framework's definition of ``size`` and ``alpha`` to follow.
+
+    Returns
+    -------
+    relax.Call
+        ``R.tvm_lrn(x, lo=..., hi=..., alpha=..., beta=..., bias=..., axis=...)`` with the
+        canonical parameters.
+
+    Examples
+    --------
+    >>> x = relax.Var("x", relax.TensorType((1, 16, 8, 8), "float32"))
+    >>> call = local_response_norm(x, 5, alpha=1e-4, beta=0.75, bias=2.0)
+    """
+    ndim = _check_input_type(_tensor_type(x, "LRN"), "LRN")
+    params = canonicalize(size, alpha, beta, bias, axis, convention, ndim=ndim)
+    return relax.Call(_OP, [x], attrs=_call_attrs(params))
+
+
+# Let TVMScript print and parse the op: `R.tvm_lrn(x, lo=..., ...)` resolves through both
+# the decorator parser (tvm.relax.script) and tvm.script.from_source (its parser module).
+_relax_script.tvm_lrn = tvm_lrn
+_relax_parser.tvm_lrn = tvm_lrn
