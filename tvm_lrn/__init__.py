@@ -1,8 +1,16 @@
 """tvm-lrn: a numerically safe, fast LRN operator for Apache TVM."""
 
+from .build import compile, load_module
 from .eager import run
 from .op import local_response_norm
 from .spec import LRNParams, canonicalize
 
-__all__ = ["LRNParams", "canonicalize", "local_response_norm", "run"]
+__all__ = [
+    "LRNParams",
+    "canonicalize",
+    "compile",
+    "load_module",
+    "local_response_norm",
+    "run",
+]
 __version__ = "0.1.0"
