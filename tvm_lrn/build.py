@@ -65,6 +65,13 @@ def _as_primfunc(result, what: str):
     return result
 
 
+def _check_rule(rule):
+    from tvm.s_tir.dlight import ScheduleRule
+
+    if rule is not None and not callable(rule) and not isinstance(rule, ScheduleRule):
+        raise TypeError(f"rule must be a callable or a DLight ScheduleRule, got {rule!r}")
+
+
 def _call_user_rule(rule, func, target):
     from tvm.s_tir.dlight import ScheduleRule
 
@@ -74,7 +81,7 @@ def _call_user_rule(rule, func, target):
             result = result[0] if result else None
         return _as_primfunc(result, "rule")
     if not callable(rule):
-        raise TypeError(f"rule must be a callable, a DLight ScheduleRule or a str, got {rule!r}")
+        raise TypeError(f"rule must be a callable or a DLight ScheduleRule, got {rule!r}")
     return _as_primfunc(rule(func, target), "rule")
 
 
@@ -96,12 +103,24 @@ def _query_database(func, target, database):
     return scheduled, source
 
 
-def _strategy(func, target, rule=None):
+def _check_database(database):
+    """Fail early, outside the pass pipeline (which turns errors into RuntimeError), on a
+    ``database=`` that the tuner cannot open."""
+    if database is None:
+        return
+    try:
+        from . import tune
+
+        load = tune.load_database
+    except (ImportError, AttributeError):
+        return
+    load(database)
+
+
+def _strategy(func, target):
     from .strategy import schedule_primfunc  # late: the strategy imports tvm.s_tir
 
-    if rule is None:
-        return schedule_primfunc(func, target)
-    return schedule_primfunc(func, target, rule=rule)
+    return schedule_primfunc(func, target)
 
 
 def _finish(scheduled, attrs, mark: bool):
@@ -123,10 +142,9 @@ def schedule_lrn(func, target: Target, *, rule=None, database=None):
         A PrimFunc with the ``tvm_lrn.*`` attributes, as legalization produces it.
     target : tvm.target.Target
         The compilation target.
-    rule : callable, DLight ScheduleRule or str, optional
-        A callable ``rule(func, target)`` returning a Schedule, a PrimFunc or None (None:
-        fall through to the database and the strategy); a DLight rule; or the name of a
-        strategy rule, passed to :func:`tvm_lrn.strategy.schedule_primfunc`.
+    rule : callable or DLight ScheduleRule, optional
+        A callable ``rule(func, target)`` returning a Schedule, a PrimFunc or None, or a
+        DLight rule; None from it falls through to the database and the strategy.
     database : str, os.PathLike or MetaSchedule Database, optional
         A tuned database to look the workload up in; without one, the database shipped
         for ``target`` (if any) is used.
@@ -135,23 +153,24 @@ def schedule_lrn(func, target: Target, *, rule=None, database=None):
     -------
     (tvm.tirx.PrimFunc, str)
         The function (marked ``tirx.is_scheduled`` when something scheduled it) and where
-        its schedule came from: ``"user-rule"``, ``"rule:<name>"``, ``"database:<path>"``,
+        its schedule came from: ``"user-rule"``, ``"database:<path>"``,
         ``"rule:cpu"``/``"rule:gpu"`` (the strategy), ``"dlight"`` (left to DLight on a
         GPU target) or ``"unscheduled"``.
     """
     attrs = func.attrs
-    if rule is not None and not isinstance(rule, str):
+    if rule is not None:
         scheduled = _call_user_rule(rule, func, target)
         if scheduled is not None:
             return _finish(scheduled, attrs, True), "user-rule"
-    if rule is None or not isinstance(rule, str):
-        scheduled, source = _query_database(func, target, database)
-        if scheduled is not None:
-            scheduled = _as_primfunc(scheduled, "query_database")
-            return _finish(scheduled, attrs, True), source or "database"
-    scheduled = _strategy(func, target, rule if isinstance(rule, str) else None)
+    scheduled, source = _query_database(func, target, database)
+    if scheduled is not None:
+        scheduled = _as_primfunc(scheduled, "query_database")
+        return _finish(scheduled, attrs, True), source or "database"
+    if source:
+        logger.info("no tuned schedule (%s); using the strategy", source)
+    scheduled = _strategy(func, target)
     if scheduled is not None and "tirx.is_scheduled" in (scheduled.attrs or {}):
-        name = rule if isinstance(rule, str) else ("gpu" if _is_gpu(target) else "cpu")
+        name = "gpu" if _is_gpu(target) else "cpu"
         # Keep the LRN attributes whatever the rule did to the function's attrs.
         return _finish(scheduled, attrs, False), f"rule:{name}"
     return func, ("dlight" if _is_gpu(target) else "unscheduled")
@@ -483,9 +502,10 @@ def compile(mod, target="llvm", *, rule=None, database=None) -> Model:  # noqa: 
     target : str, dict or tvm.target.Target
         ``"llvm"``, ``"cuda"``, a tag, TVM's JSON dict form, or a Target
         (see :func:`tvm_lrn.target.resolve_target`).
-    rule : callable, DLight ScheduleRule or str, optional
-        Schedule the LRN PrimFuncs with this instead of the default strategy
-        (see :func:`schedule_lrn`).
+    rule : callable or DLight ScheduleRule, optional
+        Schedule the LRN PrimFuncs with this instead of the default strategy:
+        ``rule(func, target)`` returns a Schedule, a PrimFunc or None (see
+        :func:`schedule_lrn`).
     database : str, os.PathLike or MetaSchedule Database, optional
         Tuned schedules to use for LRN PrimFuncs whose workload it holds; by default the
         database shipped for the target, if any.
@@ -506,6 +526,8 @@ def compile(mod, target="llvm", *, rule=None, database=None) -> Model:  # noqa: 
     if not isinstance(mod, tvm.IRModule):
         raise TypeError(f"mod must be a tvm.IRModule or relax.Function, got {type(mod).__name__}")
     target = resolve_target(target)
+    _check_rule(rule)
+    _check_database(database)
     sources: dict[str, str] = {}
     pipeline = lrn_pipeline(rule=rule, database=database, sources=sources)
     executable = tvm.compile(mod, target=target, relax_pipeline=pipeline)
