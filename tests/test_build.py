@@ -142,6 +142,19 @@ def test_symbolic_shape_runs_for_several_sizes():
         check(model(x), x, params, "float32")
 
 
+def test_rank_only_input_compiles_and_runs():
+    x = relax.Var("x", relax.TensorType(ndim=3, dtype="float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        y = bb.emit(tvm_lrn.local_response_norm(x, 3, alpha=0.3, axis=-1))
+        bb.emit_func_output(y)
+    model = tvm_lrn.compile(bb.get(), "llvm")
+    rng = np.random.default_rng(12)
+    for shape in ((2, 3, 4), (1, 1, 9)):
+        xn = wide_range(rng, shape, "float32")
+        check(model(xn), xn, canonicalize(3, 0.3, axis=2, ndim=3), "float32")
+
+
 def test_symbolic_channel_axis():
     model = tvm_lrn.compile(lrn_module((2, "c", 3), "float16", size=3), "llvm")
     params = canonicalize(3, ndim=3)

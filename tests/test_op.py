@@ -266,10 +266,14 @@ def test_legalize_symbolic_shape_uses_int64():
     assert all(str(d.ty) == "int64" for d in shape)
 
 
-def test_legalize_leaves_unknown_shape_alone():
+def test_legalize_rank_only_input_binds_dims():
+    """An input of known rank but unknown shape is match_cast to fresh symbolic dims."""
     x = relax.Var("x", relax.TensorType(ndim=4, dtype="float32"))
     legal = relax.transform.LegalizeOps()(module(x, lrn_of(size=3)))
-    assert "R.tvm_lrn(" in legal.script()
+    text = legal.script()
+    assert "R.tvm_lrn(" not in text
+    assert "R.match_cast(" in text and "call_tir" in text
+    assert list(_lrn_primfuncs(legal)) == ["lrn"]
 
 
 def test_distinct_parameters_give_distinct_primfuncs():

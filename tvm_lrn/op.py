@@ -220,10 +220,12 @@ def _legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     params = params_from_call(call)
     x = call.args[0]
     ty = _tensor_type(x, OP_NAME)
-    if ty.shape is None or not isinstance(ty.shape, relax.ShapeExpr):
-        # Only the rank is known: call_tir needs the output shape. Leave the call as it is
-        # (LegalizeOps keeps it) so a later pass that learns the shape can legalize it.
-        return call
+    if not isinstance(ty.shape, relax.ShapeExpr):
+        # Only the rank is known, but call_tir needs a shape: bind the dimensions to fresh
+        # symbolic variables at run time (match_cast checks nothing beyond the rank).
+        dims = [tvm.tirx.Var(f"lrn_n{i}", "int64") for i in range(int(ty.ndim))]
+        x = bb.match_cast(x, relax.TensorType(dims, ty.dtype, ty.vdevice))
+        ty = x.ty
     gvar = bb.add_func(lrn_primfunc(ty, params), PRIMFUNC_NAME)
     return relax.call_tir(gvar, [x], relax.TensorType(ty.shape, ty.dtype, ty.vdevice))
 
@@ -231,6 +233,9 @@ def _legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
 tvm.ir.register_op_attr(OP_NAME, "FInferType", _infer_type)
 tvm.ir.register_op_attr(OP_NAME, "FPurity", True)
 tvm.ir.register_op_attr(OP_NAME, "FLegalize", _legalize)
+# LegalizeOps skips calls whose argument shapes are unknown unless told otherwise; the
+# legalization binds unknown dims itself (match_cast), so a rank-only input compiles too.
+tvm.ir.register_op_attr(OP_NAME, "RequiresArgumentShapes", False)
 _OP = tvm.ir.Op.get(OP_NAME)
 _OP.set_num_inputs(1)
 
