@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import sys
 import types
 
@@ -286,6 +287,12 @@ def test_cuda_compile_has_lrn_kernel():
     assert any("relu" in k and "lrn" not in k for k in kernels), kernels
     assert "blockIdx.x" in src
     assert model.schedule_sources["lrn"] in ("rule:gpu", "dlight")
+    if shutil.which("nvcc"):  # the source must also be valid CUDA (PTX only, no GPU)
+        from tvm.support import nvcc
+
+        with CUDA:
+            ptx = bytes(nvcc.compile_cuda(src, target_format="ptx", compiler="nvcc")).decode()
+        assert re.search(r"\.entry\s+lrn", ptx)
 
 
 def test_registered_relax_pipeline():
