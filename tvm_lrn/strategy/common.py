@@ -1,0 +1,137 @@
+"""What the CPU and GPU rules share: recognising the LRN PrimFunc and its blocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm import s_tir, tirx
+
+__all__ = ["LRNBlocks", "is_lrn_primfunc", "lrn_blocks", "walk", "OUTPUT", "REDUCTIONS"]
+
+#: Name of the elementwise output block of :func:`tvm_lrn.compute.lrn`.
+OUTPUT = "lrn"
+#: The window reductions, in the order they are produced (the sum reads the max).
+REDUCTIONS = ("lrn_window_max", "lrn_window_sumsq")
+
+
+def is_lrn_primfunc(func) -> bool:
+    """Whether ``func`` is a PrimFunc made by :func:`tvm_lrn.compute.lrn`.
+
+    Parameters
+    ----------
+    func : object
+        Anything; only a :class:`tvm.tirx.PrimFunc` can qualify.
+
+    Returns
+    -------
+    bool
+        True when it carries a ``tvm_lrn.*`` attribute or has exactly the LRN blocks
+        (``lrn`` plus some of ``lrn_window_max``/``lrn_window_sumsq``) and nothing else.
+    """
+    if not isinstance(func, tirx.PrimFunc):
+        return False
+    attrs = func.attrs
+    if attrs is not None and any(str(k).startswith("tvm_lrn.") for k in attrs.keys()):
+        return True
+    names = _block_names(func)
+    return OUTPUT in names and names <= {OUTPUT, *REDUCTIONS}
+
+
+def walk(stmt, visit) -> None:
+    """Call ``visit`` on ``stmt`` and every statement below it, parents first.
+
+    TVM 0.27 has no Python ``post_order_visit`` for TIR (``tvm.tirx.stmt_functor`` is
+    gone), so this follows the statement fields the schedulable TIR uses: sequences,
+    block realizes, blocks (body and init), loops, branches and other ``body`` holders.
+
+    Parameters
+    ----------
+    stmt : tvm.tirx.Stmt
+        Root of the walk, e.g. ``func.body``.
+    visit : callable
+        Called with each statement.
+    """
+    stack = [stmt]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        visit(node)
+        if isinstance(node, tirx.SeqStmt):
+            stack.extend(reversed(list(node.seq)))
+        elif isinstance(node, s_tir.SBlockRealize):
+            stack.append(node.block)
+        elif isinstance(node, s_tir.SBlock):
+            stack.append(node.body)
+            stack.append(node.init)
+        elif isinstance(node, tirx.IfThenElse):
+            stack.append(node.else_case)
+            stack.append(node.then_case)
+        else:
+            body = getattr(node, "body", None)
+            if isinstance(body, tirx.Stmt):
+                stack.append(body)
+
+
+def _block_names(func: tirx.PrimFunc) -> set[str]:
+    names = set()
+
+    def visit(node):
+        if isinstance(node, s_tir.SBlock) and node.name_hint != "root":
+            names.add(node.name_hint)
+
+    walk(func.body, visit)
+    return names
+
+
+@dataclass
+class LRNBlocks:
+    """Handles on the blocks of an LRN schedule.
+
+    Attributes
+    ----------
+    output : s_tir.SBlockRV
+        The elementwise output block.
+    reductions : list of s_tir.SBlockRV
+        The window reductions present, producers first (none when ``beta == 0``).
+    compute_dtype : str
+        The dtype the window sums are computed in (float32 or float64).
+    """
+
+    output: object
+    reductions: list
+    compute_dtype: str
+
+
+def lrn_blocks(sch: s_tir.Schedule) -> LRNBlocks | None:
+    """The LRN blocks of ``sch``, or None when its PrimFunc has any other structure.
+
+    Parameters
+    ----------
+    sch : s_tir.Schedule
+        A fresh schedule of one PrimFunc.
+
+    Returns
+    -------
+    LRNBlocks or None
+    """
+    try:
+        children = sch.get_child_blocks(sch.get_sblock("root"))
+    except (s_tir.ScheduleError, ValueError, RuntimeError):
+        return None
+    by_name = {sch.get(b).name_hint: b for b in children}
+    if OUTPUT not in by_name or set(by_name) - {OUTPUT, *REDUCTIONS}:
+        return None
+    # The output must be the last block and the only one writing a function output.
+    if sch.get(children[-1]).name_hint != OUTPUT:
+        return None
+    reductions = [by_name[n] for n in REDUCTIONS if n in by_name]
+    for block in reductions:
+        if len(sch.get_loops(block)) != len(sch.get_loops(by_name[OUTPUT])) + 1:
+            return None
+    out_block = sch.get(by_name[OUTPUT])
+    if reductions:
+        dtype = str(sch.get(reductions[-1]).writes[0].source.dtype)
+    else:
+        dtype = str(out_block.writes[0].source.dtype)
+    return LRNBlocks(by_name[OUTPUT], reductions, dtype)

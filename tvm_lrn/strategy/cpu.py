@@ -1,0 +1,162 @@
+"""CPU (llvm) schedule rule for the LRN PrimFunc.
+
+Loop structure produced, for an output of shape ``(d0, ..., d_{n-1})``::
+
+    parallel for (d0 .. d_{n-2}) fused:          # one task per row of the contiguous dim
+      for t in tiles of d_{n-1}:                 # VL elements per tile
+        for r in window: vectorized for VL: max  # the window max of the VL outputs
+        for r in window: vectorized for VL: sum  # the scaled sum of squares
+        vectorized for VL: output                # reads both from a VL-element buffer
+
+The two reductions are computed at the tile loop, so their results live in
+VL-element buffers (registers or L1) instead of full-size intermediates, and every
+input row is read from cache ``size`` times. When the LRN axis is the last one
+(channels-last), the tile runs along the LRN axis itself: the window loads become
+unaligned vector loads, with the zero padding as lane-wise selects.
+
+Tails: a static contiguous extent is tiled by a divisor of it (LLVM splits vectors of
+any length into registers, e.g. 55 = 5 x 11 gives ``<11 x float>``), so no tail exists.
+A symbolic extent is tiled by one register width and the tile loop gets
+``pragma_loop_partition_hint``: TVM's LoopPartition pass then emits a predicate-free
+vectorized main loop and a scalar tail. (The hint does not survive ``NarrowDataType``
+on static shapes in TVM 0.27, which is why static shapes use divisors instead.)
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir, tirx
+from tvm.s_tir import dlight as dl
+from tvm.target import Target, codegen
+
+from .common import is_lrn_primfunc, lrn_blocks
+
+__all__ = ["CPULRN", "vector_bits", "choose_tile"]
+
+# A static extent is tiled by a divisor of at most this many registers: longer vectors
+# mostly add register pressure and code size.
+_MAX_REGISTERS_PER_TILE = 4
+
+
+def vector_bits(target: Target) -> int:
+    """Width in bits of one SIMD register of an llvm ``target``.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+        An llvm target; its ``mtriple``/``mcpu``/``mattr`` decide.
+
+    Returns
+    -------
+    int
+        512 with AVX-512F, 256 with AVX/AVX2, 128 otherwise (SSE2, NEON, unknown CPUs).
+    """
+    triple = str(target.attrs.get("mtriple", ""))
+    if triple.startswith(("aarch64", "arm")):
+        return 128  # NEON; SVE code would need scalable vectors, not used here
+    try:
+        if codegen.llvm_cpu_has_features(["avx512f"], target):
+            return 512
+        if codegen.llvm_cpu_has_features(["avx"], target):
+            return 256
+    except Exception:  # noqa: BLE001  (an LLVM that does not know the CPU: stay safe)
+        pass
+    return 128
+
+
+def choose_tile(extent, lanes: int) -> tuple[int, bool]:
+    """Tile length along the contiguous dimension and whether a tail is left over.
+
+    Parameters
+    ----------
+    extent : int or PrimExpr
+        Extent of the innermost loop; a symbolic one is tiled by ``lanes``.
+    lanes : int
+        Elements of the compute dtype per SIMD register.
+
+    Returns
+    -------
+    (int, bool)
+        ``(tile, has_tail)``. For a static extent the tile is the divisor of it that
+        fills registers best (``has_tail`` False); an extent with no useful divisor
+        (a large prime) is tiled by ``lanes`` with a tail.
+    """
+    if not isinstance(extent, int):
+        if isinstance(extent, tirx.IntImm):
+            extent = int(extent.value)
+        else:
+            return lanes, True
+    if extent % lanes == 0:
+        return lanes, False
+    best, best_key = 1, (0.0, 0)
+    for d in range(2, min(extent, _MAX_REGISTERS_PER_TILE * lanes) + 1):
+        if extent % d:
+            continue
+        registers = -(-d // lanes)
+        fill = d / (registers * lanes)
+        key = (fill * min(d, lanes), d)  # useful lanes per register, then longer tiles
+        if key > best_key:
+            best, best_key = d, key
+    if best == 1 and extent > _MAX_REGISTERS_PER_TILE * lanes:
+        return lanes, True
+    return best, False
+
+
+class CPULRN(dl.ScheduleRule):
+    """DLight rule: the LRN PrimFunc on an llvm target, parallel and vectorized.
+
+    ``apply`` returns None for a PrimFunc that is not LRN and for non-llvm targets.
+    """
+
+    def is_target_available(self, target: Target) -> bool:
+        """Whether ``target`` is an llvm (CPU) target."""
+        return target.kind.name == "llvm"
+
+    def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool = False):
+        """Schedule ``func`` for ``target``.
+
+        Parameters
+        ----------
+        func : tvm.tirx.PrimFunc
+            The PrimFunc to schedule.
+        target : tvm.target.Target
+            The compilation target.
+        tunable : bool
+            Unused: the rule has no tunable knobs yet.
+
+        Returns
+        -------
+        s_tir.Schedule or None
+        """
+        if not self.is_target_available(target) or not is_lrn_primfunc(func):
+            return None
+        sch = s_tir.Schedule(func)
+        blocks = lrn_blocks(sch)
+        if blocks is None:
+            return None
+        bits = max(32, int(blocks.compute_dtype.replace("bfloat", "").replace("float", "")))
+        lanes = max(1, vector_bits(target) // bits)
+        loops = sch.get_loops(blocks.output)
+        extent = sch.get(loops[-1]).extent
+        tile, has_tail = choose_tile(extent, lanes)
+        if tile > 1:
+            tile_loop, lane_loop = sch.split(loops[-1], [None, tile])
+        else:
+            tile_loop, lane_loop = loops[-1], None
+        if len(loops) > 1:
+            outer = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+            sch.parallel(outer)
+        else:
+            sch.parallel(tile_loop)  # rank 1: the tiles are the only parallelism
+        # Producers last-to-first: the sum must sit under the loop before the max can.
+        for block in reversed(blocks.reductions):
+            sch.compute_at(block, tile_loop, preserve_unit_loops=True)
+        if lane_loop is not None:
+            for block in blocks.reductions:
+                *_, spatial, window = sch.get_loops(block)
+                # Window outside, lanes inside: each window step is one vector op.
+                sch.reorder(window, spatial)
+                sch.vectorize(spatial)
+            sch.vectorize(lane_loop)
+            if has_tail:
+                sch.annotate(tile_loop, "pragma_loop_partition_hint", 1)
+        return sch
