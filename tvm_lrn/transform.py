@@ -278,25 +278,25 @@ def _tail_pattern():
     # x / den**beta, or x * den**(-beta) as some exporters write it.
     divide = is_op("relax.divide")(x, den)
     times = is_op("relax.multiply")(x, den) | is_op("relax.multiply")(den, x)
-    return divide | times, {
-        "x": x,
-        "s": s,
-        "alpha": alpha,
-        "bias": bias,
-        "beta": beta,
-        "divide": divide,
-    }
+    return divide | times, {"s": s, "alpha": alpha, "bias": bias, "beta": beta}
 
 
 def _match(matched, m, pats, var2val, exact_scalars) -> tuple[relax.Expr, LRNMatch] | None:
     """Validate one dpl match; return ``(x, LRNMatch)`` if it is an LRN, else None."""
-    x = m[pats["x"]]
+    # dpl reports the bound *value* for a wildcard that matched a variable; the LRN input
+    # must be the variable itself (the one ``x * x`` squares), so take it from the call.
+    if _op_name(matched) == "relax.divide":
+        x, sign = matched.args[0], 1.0
+    else:
+        a, b = matched.args
+        x = b if _op_name(_resolve(a, var2val)) == "relax.power" else a
+        sign = -1.0  # x * d**(-beta)
     alpha_c, bias_c, beta_c = (
         _scalar(m[pats[k]], exact_scalars) for k in ("alpha", "bias", "beta")
     )
     if alpha_c is None or bias_c is None or beta_c is None:
         return None
-    beta = beta_c if pats["divide"] in m else -beta_c
+    beta = sign * beta_c
     dtype = _dtype(x)
     if dtype is None or _dtype(matched) != dtype:
         return None
