@@ -285,12 +285,16 @@ def _match(matched, m, pats, var2val, exact_scalars) -> tuple[relax.Expr, LRNMat
     """Validate one dpl match; return ``(x, LRNMatch)`` if it is an LRN, else None."""
     # dpl reports the bound *value* for a wildcard that matched a variable; the LRN input
     # must be the variable itself (the one ``x * x`` squares), so take it from the call.
-    if _op_name(matched) == "relax.divide":
-        x, sign = matched.args[0], 1.0
-    else:
-        a, b = matched.args
+    # (The match may also be an alias binding ``gv = lv``; look through it.)
+    call = _resolve(matched, var2val)
+    if _op_name(call) == "relax.divide":
+        x, sign = call.args[0], 1.0
+    elif _op_name(call) == "relax.multiply":
+        a, b = call.args
         x = b if _op_name(_resolve(a, var2val)) == "relax.power" else a
         sign = -1.0  # x * d**(-beta)
+    else:
+        return None
     alpha_c, bias_c, beta_c = (
         _scalar(m[pats[k]], exact_scalars) for k in ("alpha", "bias", "beta")
     )
