@@ -2,6 +2,7 @@
 
 from .build import compile, load_module
 from .eager import run
+from .frontend import from_onnx, from_torch
 from .op import local_response_norm
 from .spec import LRNParams, canonicalize
 
@@ -9,6 +10,8 @@ __all__ = [
     "LRNParams",
     "canonicalize",
     "compile",
+    "from_onnx",
+    "from_torch",
     "load_module",
     "local_response_norm",
     "run",
