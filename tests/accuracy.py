@@ -8,6 +8,9 @@ import numpy as np
 #: Maximum error in ulp of the output dtype where the exact result is a normal number.
 ULP_BOUND = {"float16": 1, "bfloat16": 1, "float32": 8, "float64": 8}
 
+#: Worst ulp error seen per dtype in this test session (printed in the terminal summary).
+WORST_ULP: dict[str, float] = {}
+
 #: Relative tolerance against torch.nn.functional.local_response_norm (float32).
 TORCH_RTOL = {"float32": 1e-6, "float64": 1e-12}
 
@@ -44,15 +47,18 @@ def check_against_exact(out: np.ndarray, exact: np.ndarray, dtype: str) -> float
         overflow = ~nan_ex & (mag > big * (1 + 2.0 ** -(nmant + 1)))
         normal = ~nan_ex & ~overflow & (mag >= tiny)
         small = ~nan_ex & ~overflow & (mag < tiny)
-        assert np.all(np.isinf(got[overflow]) & (np.sign(got[overflow]) == np.sign(ex[overflow]))), \
-            "overflowing results must be +-Inf with the right sign"
+        right_inf = np.isinf(got[overflow]) & (np.sign(got[overflow]) == np.sign(ex[overflow]))
+        assert np.all(right_inf), "overflowing results must be +-Inf with the right sign"
         ulp = np.exp2(np.floor(np.log2(mag[normal])) - nmant)
         err = np.abs(got[normal] - ex[normal]) / ulp
         worst = float(np.max(err)) if err.size else 0.0
+        WORST_ULP[dtype] = max(WORST_ULP.get(dtype, 0.0), worst)
         bound = ULP_BOUND[dtype]
         if worst > bound:
             i = int(np.argmax(err))
-            raise AssertionError(f"{dtype}: {worst:.2f} ulp > {bound} "
-                                 f"(got {got[normal][i]!r}, exact {ex[normal][i]!r})")
+            raise AssertionError(
+                f"{dtype}: {worst:.2f} ulp > {bound} "
+                f"(got {got[normal][i]!r}, exact {ex[normal][i]!r})"
+            )
         assert np.all(np.abs(got[small] - ex[small]) <= tiny), "error above the smallest normal"
     return worst

@@ -91,6 +91,30 @@ class _Format:
         bits = tirx.reinterpret(self.int, v) & self.i(keep)
         return tirx.reinterpret(self.float, bits | self.i(self.ebias << self.mant))
 
+    def magnitude_bits(self, v):
+        """The bits of |v| as an integer: ordered like |v|, NaN above Inf."""
+        return tirx.reinterpret(self.int, v) & self.i((1 << self.sign_shift) - 1)
+
+    def isnan(self, v):
+        # Integer compares: tirx.isnan and x != x do not vectorize (or get folded away).
+        return self.magnitude_bits(v) > self.i(self.inf_bits)
+
+    def isinf(self, v):
+        return self.magnitude_bits(v) == self.i(self.inf_bits)
+
+    @property
+    def sign_shift(self) -> int:  # position of the sign bit
+        return self.mant + (2 * self.ebias + 1).bit_length()
+
+    @property
+    def inf_bits(self) -> int:
+        return (2 * self.ebias + 1) << self.mant
+
+    def signed_zero(self, v):
+        """+0 or -0 with the sign of ``v`` (``v * 0`` is folded to +0 by TVM's simplifier)."""
+        sign = -(1 << self.sign_shift)  # only the sign bit set
+        return tirx.reinterpret(self.float, tirx.reinterpret(self.int, v) & self.i(sign))
+
     def clamp(self, e, lo: int, hi: int | None = None):
         e = tirx.max(e, self.i(lo))
         return e if hi is None else tirx.min(e, self.i(hi))
@@ -250,8 +274,9 @@ def _finish(xi, wmax, sumsq, k, params: LRNParams, fmt: _Format):
     else:
         m_bias, e_bias = 0.0, -big
     g = tirx.max(e_a, fmt.i(e_bias))
-    term_a = a * fmt.pow2(fmt.clamp(fmt.i(e_alpha if alpha > 0 else 0) - fmt.i(2) * k - g,
-                                    fmt.emin, fmt.emax))
+    term_a = a * fmt.pow2(
+        fmt.clamp(fmt.i(e_alpha if alpha > 0 else 0) - fmt.i(2) * k - g, fmt.emin, fmt.emax)
+    )
     term_b = fmt.f(m_bias) * fmt.pow2(fmt.clamp(fmt.i(e_bias) - g, fmt.emin, 0))
     d = term_a + term_b
 
@@ -282,22 +307,23 @@ def _finish(xi, wmax, sumsq, k, params: LRNParams, fmt: _Format):
 
     # Special values, in increasing priority (see the module docstring).
     y = tirx.Select(xi == fmt.f(0.0), xi, y)
-    y = tirx.Select(wmax == fmt.f(math.inf), _inf_rule(xi, y, params, fmt), y)
-    return tirx.Select(sumsq != sumsq, fmt.f(math.nan), y)
+    y = tirx.Select(fmt.isinf(wmax), _inf_rule(xi, y, params, fmt), y)
+    return tirx.Select(fmt.isnan(sumsq), fmt.f(math.nan), y)
 
 
 def _inf_rule(xi, finite_y, params: LRNParams, fmt: _Format):
     """Output where the window holds +-Inf (and no NaN)."""
-    x_inf = tirx.abs(xi) == fmt.f(math.inf)
+    x_inf = fmt.isinf(xi)
     if params.alpha == 0:  # the window does not enter the formula
         return tirx.Select(x_inf, xi, finite_y)
+    signed_zero = fmt.signed_zero(xi)
     if params.beta < 0.5:
         at_inf = xi
     elif params.beta > 0.5:
-        at_inf = tirx.Select(xi > fmt.f(0.0), fmt.f(0.0), fmt.f(-0.0))
+        at_inf = signed_zero
     else:
         at_inf = fmt.f(math.nan)
-    return tirx.Select(x_inf, at_inf, xi * fmt.f(0.0))
+    return tirx.Select(x_inf, at_inf, signed_zero)
 
 
 def _unsafe_lrn(data, params, fmt, windowed, reduce_axis):

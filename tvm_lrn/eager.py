@@ -50,6 +50,7 @@ def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str):
 
 
 _TARGETS: dict[str, tvm.target.Target] = {}
+_DLPACK_ALIGNMENT = 64
 
 
 def _device_for(target: tvm.target.Target, index: int = 0):
@@ -89,6 +90,9 @@ def run(x, *, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch",
         import torch
 
         x = x.contiguous()
+        if x.data_ptr() % _DLPACK_ALIGNMENT:
+            # TVM only borrows 64-byte aligned memory (e.g. torch.from_numpy may not be).
+            x = x.clone()
         out = torch.empty_like(x)
         if x.numel():
             kernel(tvm.runtime.from_dlpack(x), tvm.runtime.from_dlpack(out))

@@ -92,7 +92,7 @@ def _window_sum(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """
     out = np.zeros_like(v)
     c = v.shape[0]
-    for offset in range(-lo, hi + 1):
+    for offset in range(max(-lo, 1 - c), min(hi, c - 1) + 1):  # offsets past the edge add 0
         dst = slice(max(0, -offset), min(c, c - offset))
         src = slice(max(0, offset), min(c, c + offset))
         out[dst] += v[src]

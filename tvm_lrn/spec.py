@@ -51,13 +51,20 @@ class LRNParams:
 
     def with_axis(self, ndim: int) -> LRNParams:
         """Return a copy whose axis is checked against ``ndim`` and made non-negative."""
-        return LRNParams(self.lo, self.hi, self.alpha, self.beta, self.bias,
-                         _normalize_axis(self.axis, ndim))
+        return LRNParams(
+            self.lo, self.hi, self.alpha, self.beta, self.bias, _normalize_axis(self.axis, ndim)
+        )
 
     def as_attrs(self) -> dict:
         """The parameters as a flat dict (PrimFunc attributes, cache keys)."""
-        return {"lo": self.lo, "hi": self.hi, "alpha": self.alpha, "beta": self.beta,
-                "bias": self.bias, "axis": self.axis}
+        return {
+            "lo": self.lo,
+            "hi": self.hi,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "bias": self.bias,
+            "axis": self.axis,
+        }
 
 
 def _check_size(size) -> int:
@@ -102,12 +109,14 @@ def check_dtype(dtype) -> str:
     name = str(dtype).replace("torch.", "")
     if name not in FLOAT_DTYPES:
         raise TypeError(
-            f"LRN needs a floating-point input ({', '.join(FLOAT_DTYPES)}), got dtype {name}")
+            f"LRN needs a floating-point input ({', '.join(FLOAT_DTYPES)}), got dtype {name}"
+        )
     return name
 
 
-def canonicalize(size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch",
-                 ndim=None) -> LRNParams:
+def canonicalize(
+    size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch", ndim=None
+) -> LRNParams:
     """Validate LRN parameters and map them to :class:`LRNParams`.
 
     Parameters

@@ -1,0 +1,228 @@
+"""The safe LRN kernel (through tvm_lrn.run) against the exact reference, torch and ONNX."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from accuracy import TORCH_RTOL, check_against_exact, format_info, np_dtype
+from inputs import extremes, log_uniform
+
+import tvm_lrn
+from tvm_lrn import canonicalize, eager, reference
+
+DTYPES = ["float16", "bfloat16", "float32", "float64"]
+
+# (size, alpha, beta, bias): ordinary, bias 0, tiny and huge alpha/bias, large beta, alpha 0.
+PARAMS = [
+    (5, 1e-4, 0.75, 1.0),
+    (3, 1.0, 0.5, 0.0),
+    (4, 1e-30, 1.5, 0.0),
+    (8, 2e-5, 0.25, 2.0),
+    (1, 3.0, 1.0, 1e-20),
+    (7, 1e30, 0.1, 1e30),
+    (2, 0.0, 0.75, 3.0),
+    (6, 1e-4, 2.5, 1.0),
+]
+
+
+def run_and_check(x, size, alpha, beta, bias, axis=1, convention="torch"):
+    y = tvm_lrn.run(
+        x, size=size, alpha=alpha, beta=beta, bias=bias, axis=axis, convention=convention
+    )
+    assert y.dtype == x.dtype and y.shape == x.shape
+    p = canonicalize(size, alpha, beta, bias, axis, convention, ndim=x.ndim)
+    return check_against_exact(y, reference.lrn_exact(x, p), x.dtype.name), y
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size, alpha, beta, bias", PARAMS)
+def test_whole_range_against_reference(dtype, size, alpha, beta, bias):
+    """Magnitudes from the smallest subnormal to the largest value, windows mixing both."""
+    x = extremes(np.random.default_rng(size), (2, 11, 3, 5), dtype)
+    run_and_check(x, size, alpha, beta, bias)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("beta", [0.75, 0.5, 1.0])
+def test_tiny_inputs_with_bias_zero(dtype, beta):
+    """bias = 0 with tiny x: the exact result is large (x**(1-2beta)); others give Inf/NaN."""
+    _, tiny, _ = format_info(dtype)
+    x = log_uniform(
+        np.random.default_rng(1), (3, 9, 4), dtype, lo=math.log2(tiny) - 6, hi=math.log2(tiny) + 20
+    )
+    run_and_check(x, 5, 1e-4, beta, 0.0)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_large_values_that_overflow_torch(dtype):
+    big = 1e20 if dtype == "float32" else 300.0
+    x = (np.random.default_rng(2).uniform(0.5, 1.0, (1, 16, 8, 8)) * big).astype(dtype)
+    if dtype == "float32":
+        naive = F.local_response_norm(torch.from_numpy(x), 5).numpy()
+    else:  # torch has no float16 LRN on CPU: the same formula in float16 with numpy
+        with np.errstate(over="ignore"):
+            sq = np.pad(x * x, ((0, 0), (2, 2), (0, 0), (0, 0)))
+            s = sum(sq[:, i : i + 16] for i in range(5))
+            naive = x / (1 + np.float16(1e-4 / 5) * s) ** 0.75
+    assert (~np.isfinite(naive) | (naive == 0)).all()  # what the unsafe form gives
+    worst, y = run_and_check(x, 5, 1e-4, 0.75, 1.0)
+    assert np.isfinite(y).all() and (y != 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zero_gives_zero(dtype):
+    x = np.zeros((2, 5, 3), np_dtype(dtype))
+    x[0, 1, 1] = np_dtype(dtype).type(-0.0)
+    x[1, 2, 0] = np_dtype(dtype).type(3.0)  # zeros next to a non-zero
+    for bias in (0.0, 1.0):
+        y = tvm_lrn.run(x, size=3, alpha=1.0, beta=0.75, bias=bias)
+        assert np.isfinite(y.astype(np.float64)).all()
+        zeros = x.astype(np.float64) == 0
+        assert (y.astype(np.float64)[zeros] == 0).all()
+        np.testing.assert_array_equal(np.signbit(y[zeros]), np.signbit(x[zeros]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("beta", [0.0, 0.25, 0.5, 0.75])
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_nan_and_inf_follow_the_rule(dtype, beta, alpha):
+    """NaN only where the window holds it; Inf by the documented rule (see compute.py)."""
+    nan, inf = math.nan, math.inf
+    row = [1.0, 0.0, -0.0, nan, 2.0, 3.0, 4.0, inf, -5.0, 6.0, 7.0, -inf, 8.0, 9.0, 10.0, 11.0]
+    x = np.array([row, row[::-1]], np.float64).astype(np_dtype(dtype)).reshape(2, 16, 1)
+    bias = 1.0
+    y = tvm_lrn.run(x, size=3, alpha=alpha, beta=beta, bias=bias)
+    exact = reference.lrn_exact(x, canonicalize(3, alpha, beta, bias, 1, ndim=3))
+    check_against_exact(y, exact, dtype)  # NaN where exact is NaN, Inf where it is Inf
+    zero = exact == 0
+    assert (y.astype(np.float64)[zero] == 0).all()
+    np.testing.assert_array_equal(np.signbit(y[zero]), np.signbit(exact[zero]))
+    if beta > 0:
+        assert np.isnan(y[0, 2:5].astype(np.float64)).all()
+        assert not np.isnan(y[0, [0, 1, 5, 13, 14, 15]].astype(np.float64)).any()
+
+
+TORCH_CASES = [
+    # (shape, size): N != C, C = 1, size > C, 3-D, 4-D, 5-D
+    ((2, 7, 5, 4), 1),
+    ((2, 7, 5, 4), 2),
+    ((3, 7, 5), 3),
+    ((2, 7, 5, 4), 4),
+    ((1, 7, 3, 2, 2), 5),
+    ((2, 7, 5), 6),
+    ((2, 7, 4, 4), 7),
+    ((3, 7, 2, 3, 2), 8),
+    ((2, 1, 4, 4), 3),
+    ((2, 1, 4, 4), 4),
+    ((2, 3, 6), 7),
+    ((4, 2, 3, 3), 8),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape, size", TORCH_CASES)
+def test_equals_torch(dtype, shape, size):
+    rng = np.random.default_rng(size)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    kw = dict(alpha=2e-2, beta=0.75, k=1.5)
+    want = F.local_response_norm(torch.from_numpy(x), size, **kw).numpy()
+    got = tvm_lrn.run(torch.from_numpy(x), size=size, alpha=2e-2, beta=0.75, bias=1.5)
+    assert isinstance(got, torch.Tensor) and got.dtype == getattr(torch, dtype)
+    np.testing.assert_allclose(got.numpy(), want, rtol=TORCH_RTOL[dtype], atol=0)
+
+
+@pytest.mark.parametrize("size", [2, 4, 6, 8])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_even_sizes_follow_the_onnx_formula(size, dtype):
+    """ONNX's window for even sizes is [c - (size-1)//2, c + size//2]: torch's mirrored."""
+    x = (np.random.default_rng(size).standard_normal((2, 9, 3)) * 4).astype(dtype)
+    alpha, beta, bias = 1e-1, 0.75, 1.0
+    x64 = x.astype(np.float64)
+    sq = np.zeros_like(x64)
+    for c in range(9):
+        lo, hi = max(0, c - (size - 1) // 2), min(8, c + math.ceil((size - 1) / 2))
+        sq[:, c] = (x64[:, lo : hi + 1] ** 2).sum(axis=1)
+    want = x64 / (bias + alpha / size * sq) ** beta
+    got = tvm_lrn.run(x, size=size, alpha=alpha, beta=beta, bias=bias, convention="onnx")
+    np.testing.assert_allclose(got, want, rtol=TORCH_RTOL[dtype])
+    torch_form = tvm_lrn.run(x, size=size, alpha=alpha, beta=beta, bias=bias)
+    assert not np.allclose(torch_form, got, rtol=1e-3)  # the two windows really differ
+
+
+@pytest.mark.parametrize("convention, size", [("tensorflow", 5), ("caffe", 3)])
+def test_tensorflow_and_caffe(convention, size):
+    x = (np.random.default_rng(3).standard_normal((2, 6, 5)) * 2).astype(np.float32)
+    x64 = x.astype(np.float64)
+    r = size // 2
+    sq = np.pad(x64**2, ((0, 0), (r, r), (0, 0)))
+    s = sum(sq[:, i : i + 6] for i in range(size))
+    alpha = 0.3
+    alpha_eff = alpha if convention == "tensorflow" else alpha / size
+    want = x64 * (2.0 + alpha_eff * s) ** -0.5
+    got = tvm_lrn.run(x, size=size, alpha=alpha, beta=0.5, bias=2.0, convention=convention)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "shape, axis",
+    [
+        ((13,), 0),
+        ((4, 9), -1),
+        ((2, 3, 4, 6), 3),
+        ((2, 5, 3, 2, 3), 2),
+        ((6, 2, 3), 0),
+        ((3, 8, 1), -2),
+    ],
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_any_rank_and_axis(shape, axis, dtype):
+    """Ranks 1 to 5, first, middle and last axes (channels-last), negative axes."""
+    x = extremes(np.random.default_rng(len(shape)), shape, dtype, axis=axis)
+    run_and_check(x, 3, 1e-2, 0.75, 1.0, axis=axis)
+
+
+def test_one_kernel_serves_every_shape_of_a_rank():
+    eager._kernel.cache_clear()
+    for shape in [(1, 4, 3, 3), (5, 2, 7, 1), (2, 16, 1, 9)]:
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        y = tvm_lrn.run(x, size=3)
+        np.testing.assert_allclose(y, reference.lrn(x, 3), rtol=1e-6)
+    info = eager._kernel.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+
+
+def test_empty_tensor():
+    x = np.zeros((2, 0, 3), np.float32)
+    assert tvm_lrn.run(x, size=3).shape == (2, 0, 3)
+
+
+def test_torch_in_torch_out_bfloat16():
+    x = torch.randn(2, 6, 3, dtype=torch.bfloat16) * 1e30
+    y = tvm_lrn.run(x, size=5, bias=0.0, alpha=1.0)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.bfloat16
+    p = canonicalize(5, 1.0, 0.75, 0.0, 1, ndim=3)
+    xn = x.float().numpy().astype(np_dtype("bfloat16"))
+    check_against_exact(
+        y.float().numpy().astype(np_dtype("bfloat16")), reference.lrn_exact(xn, p), "bfloat16"
+    )
+
+
+@pytest.mark.parametrize(
+    "x, exc, match",
+    [
+        (np.zeros((2, 3), np.int8), TypeError, "floating-point input"),
+        (np.zeros((2, 3), np.int32), TypeError, "floating-point input"),
+        (np.zeros((2, 3), bool), TypeError, "floating-point input"),
+        (np.float32(1.0), ValueError, "rank >= 1"),
+    ],
+)
+def test_run_rejects_invalid_input(x, exc, match):
+    with pytest.raises(exc, match=match):
+        tvm_lrn.run(x, size=3)
+
+
+def test_run_rejects_axis_out_of_range():
+    with pytest.raises(ValueError, match="axis 3 is out of range"):
+        tvm_lrn.run(np.zeros((2, 3, 4), np.float32), size=3, axis=3)
