@@ -257,3 +257,11 @@ def test_dynamic_batch_compiles_once():
                 truth = f64((x * scale).double()).numpy()
             bound = 1e-5 if scale == 1.0 else float32_bound(net, x)
             assert rel_err(got.numpy(), truth) < bound
+
+
+def test_demo_runs(capsys):
+    from tvm_lrn.demo import main
+
+    assert main(["--scales", "1", "1e25"]) == 0
+    out = capsys.readouterr().out
+    assert "tvm_lrn" in out and "TVM plain" in out and "1e+25" in out
