@@ -1,0 +1,49 @@
+"""Property test: any rank, axis, shape, size, convention, parameters, dtype and magnitude."""
+
+import math
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tvm_lrn
+from accuracy import check_against_exact, format_info, np_dtype
+from tvm_lrn import canonicalize, reference
+
+# CI runs at least 300 examples; LRN_PROPERTY_EXAMPLES raises or lowers that locally.
+EXAMPLES = int(os.environ.get("LRN_PROPERTY_EXAMPLES", "300"))
+
+
+@st.composite
+def lrn_cases(draw):
+    dtype = draw(st.sampled_from(["float16", "bfloat16", "float32", "float64"]))
+    ndim = draw(st.integers(1, 5))
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=ndim, max_size=ndim)))
+    axis = draw(st.integers(-ndim, ndim - 1))
+    convention = draw(st.sampled_from(["torch", "onnx", "tensorflow", "caffe"]))
+    odd_only = convention in ("tensorflow", "caffe")
+    size = draw(st.integers(0, 4).map(lambda k: 2 * k + 1) if odd_only else st.integers(1, 9))
+    alpha = draw(st.sampled_from([0.0, 1e-4, 1e-2, 1.0, 3.0, 1e-30, 1e30]))
+    beta = draw(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]))
+    bias = draw(st.sampled_from([0.0, 1.0, 2.0, 1e-20, 1e20]) if alpha else st.just(1.0))
+    nmant, tiny, big = format_info(dtype)
+    lo = draw(st.floats(math.log2(tiny) - nmant, math.log2(big)))
+    hi = draw(st.floats(lo, math.log2(big)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return dtype, shape, axis, convention, size, alpha, beta, bias, lo, hi, seed
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(lrn_cases())
+def test_lrn_matches_reference(case):
+    dtype, shape, axis, convention, size, alpha, beta, bias, lo, hi, seed = case
+    rng = np.random.default_rng(seed)
+    e = rng.uniform(lo, hi, shape)
+    x = (np.exp2(e) * rng.choice([-1.0, 1.0], shape)).astype(np_dtype(dtype))
+    x[rng.random(shape) < 0.1] = 0
+    y = tvm_lrn.run(x, size=size, alpha=alpha, beta=beta, bias=bias, axis=axis,
+                    convention=convention)
+    p = canonicalize(size, alpha, beta, bias, axis, convention, ndim=len(shape))
+    check_against_exact(y, reference.lrn_exact(x, p), dtype)
