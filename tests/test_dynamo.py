@@ -84,3 +84,18 @@ def test_non_tensor_inputs_fall_back_to_eager():
     with pytest.warns(UserWarning, match="eagerly"):
         fn = dynamo.tvm_lrn_backend(gm, [torch.randn(1, 4, 2, 2), 3])
     assert fn == gm.forward
+
+
+def test_fx_importer_path_when_export_fails(compiled_graphs, monkeypatch):
+    import tvm_lrn.frontend.torch as frontend_torch
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("torch.export refused the graph")
+
+    monkeypatch.setattr(frontend_torch, "from_torch", refuse)
+    net = nn.Sequential(nn.LocalResponseNorm(4), nn.ReLU())
+    x = torch.randn(1, 6, 3, 3) * 1e22
+    got = torch.compile(net, backend="tvm_lrn")(x)
+    assert len(compiled_graphs) == 1
+    assert "R.tvm_lrn(" in compiled_graphs[0].tvm_lrn_module.script()
+    np.testing.assert_allclose(got.numpy(), net(x.double()).numpy(), rtol=1e-6)

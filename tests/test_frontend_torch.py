@@ -171,3 +171,27 @@ def test_to_irmodule_if_torch():
     assert isinstance(converted, tvm.IRModule) and "R.tvm_lrn(" in converted.script()
     with pytest.raises(ValueError, match="example_args"):
         to_irmodule_if_torch(module)
+
+
+def test_from_fx_converts_lrn_modules_and_calls():
+    # TVM's FX importer alone refuses both forms ("Unsupported module type" / function).
+    from tvm_lrn.frontend.torch import from_fx
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lrn = nn.LocalResponseNorm(4, 1e-3, 0.6, 1.5)
+
+        def forward(self, x):
+            return self.lrn(x) + F.local_response_norm(x, 3, k=2.0)
+
+    gm = torch.fx.symbolic_trace(M())
+    before = gm.code
+    x = torch.randn(2, 7, 3, 3) * 1e25
+    mod = from_fx(gm, [x])
+    assert gm.code == before  # the caller's graph is not modified
+    assert mod.script().count("R.tvm_lrn(") == 2
+    with torch.no_grad():
+        ref = M()(x.double()).numpy()
+    got = compile_model(mod, "llvm")(x).numpy()
+    assert np.max(np.abs(got - ref)) / np.max(np.abs(ref)) < 1e-6

@@ -6,6 +6,8 @@ the package is installed. Dynamo hands over an FX ``GraphModule`` at the torch l
 (``F.local_response_norm`` is still one call there) plus example inputs; the backend runs
 it through the same path as :func:`tvm_lrn.from_torch` (``torch.export``, TVM's importer,
 :func:`~tvm_lrn.transform.FuseLRN`) and :func:`tvm_lrn.compile`, and returns a callable.
+If ``torch.export`` refuses the graph, TVM's FX importer takes it instead
+(:func:`tvm_lrn.frontend.torch.from_fx`, LRN converted straight to the op).
 A graph the path cannot take (symbolic sizes passed as inputs, an op TVM does not import)
 falls back to running eagerly, with a warning, instead of failing the user's model.
 """
@@ -38,10 +40,14 @@ def compile_graph(gm, example_inputs, target="llvm"):
         ``f(*tensors) -> tuple of torch.Tensor``.
     """
     from ..build import compile as compile_model
-    from .torch import from_torch
+    from .torch import from_fx, from_torch
 
-    # Keep the graph's tuple output (Dynamo expects one), even for a single result.
-    mod = from_torch(gm, tuple(example_inputs), unwrap_unit_return_tuple=False)
+    try:
+        # Keep the graph's tuple output (Dynamo expects one), even for a single result.
+        mod = from_torch(gm, tuple(example_inputs), unwrap_unit_return_tuple=False)
+    except Exception as err:  # noqa: BLE001 (torch.export refuses some graphs)
+        logger.info("tvm_lrn backend: torch.export failed (%s); using TVM's FX importer", err)
+        mod = from_fx(gm, example_inputs, unwrap_unit_return_tuple=False)
     model = compile_model(mod, target)
 
     def run(*args):

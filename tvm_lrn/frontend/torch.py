@@ -26,6 +26,7 @@ __all__ = [
     "exact_scalars_of",
     "export",
     "from_exported_program",
+    "from_fx",
     "from_torch",
     "to_irmodule_if_torch",
 ]
@@ -175,6 +176,97 @@ def from_torch(
     """
     ep = export(model, example_args, dynamic_batch=dynamic_batch)
     return from_exported_program(ep, fuse=fuse, **kwargs)
+
+
+def _lrn_modules_as_calls(gm):
+    """A copy of ``gm`` where ``nn.LocalResponseNorm`` submodules are functional calls.
+
+    TVM's FX importer converts submodules through converters that get no access to the
+    block builder, so a leaf ``LocalResponseNorm`` becomes an
+    ``F.local_response_norm`` call, which the custom converter below handles.
+    """
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    gm = copy.deepcopy(gm)
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module":
+            continue
+        sub = gm.get_submodule(node.target)
+        if isinstance(sub, torch.nn.LocalResponseNorm):
+            with gm.graph.inserting_after(node):
+                call = gm.graph.call_function(
+                    F.local_response_norm, (node.args[0], sub.size, sub.alpha, sub.beta, sub.k)
+                )
+            node.replace_all_uses_with(call)
+            gm.graph.erase_node(node)
+            changed = True
+    if changed:
+        gm.recompile()
+    return gm
+
+
+def _convert_fx_lrn(node, importer):
+    """``F.local_response_norm`` node -> ``relax.tvm_lrn`` (exact Python parameters)."""
+    from ..op import local_response_norm
+
+    names = ("input", "size", "alpha", "beta", "k")
+    defaults = {"alpha": 1e-4, "beta": 0.75, "k": 1.0}
+    values = dict(zip(names, node.args, strict=False))
+    values.update(node.kwargs)
+    x = importer.env[values["input"]]
+    params = {n: values.get(n, defaults.get(n)) for n in names[1:]}
+    call = local_response_norm(
+        x,
+        int(params["size"]),
+        float(params["alpha"]),
+        float(params["beta"]),
+        float(params["k"]),
+        axis=1,
+        convention="torch",
+    )
+    return importer.block_builder.emit(call)
+
+
+def from_fx(graph_module, example_inputs, **kwargs) -> tvm.IRModule:
+    """Import a torch-level FX graph with TVM's ``from_fx``; LRN becomes ``relax.tvm_lrn``.
+
+    TVM's FX importer has no LRN converter at all (``nn.LocalResponseNorm`` and
+    ``F.local_response_norm`` are refused), so both are converted straight to the op;
+    LRN written out by hand (square, pool, power) is caught by :func:`FuseLRN`.
+
+    Parameters
+    ----------
+    graph_module : torch.fx.GraphModule
+        E.g. from ``torch.fx.symbolic_trace`` or a Dynamo graph.
+    example_inputs : sequence of torch.Tensor or of (shape, dtype)
+        Inputs in placeholder order.
+    **kwargs
+        Passed to ``tvm.relax.frontend.torch.from_fx``.
+
+    Returns
+    -------
+    tvm.IRModule
+    """
+    import torch
+    from tvm.relax.frontend.torch import from_fx as tvm_from_fx
+
+    input_info = [
+        (tuple(a.shape), str(a.dtype).replace("torch.", ""))
+        if isinstance(a, torch.Tensor)
+        else (tuple(a[0]), str(a[1]))
+        for a in example_inputs
+    ]
+    kwargs.setdefault("unwrap_unit_return_tuple", True)
+    custom = {"local_response_norm": _convert_fx_lrn, **kwargs.pop("custom_convert_map", {})}
+    gm = _lrn_modules_as_calls(graph_module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        mod = tvm_from_fx(gm, input_info, custom_convert_map=custom, **kwargs)
+    return FuseLRN(exact_scalars_of(gm))(mod)
 
 
 def to_irmodule_if_torch(obj, example_args=None, **kwargs):
