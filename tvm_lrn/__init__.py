@@ -1,5 +1,9 @@
 """tvm-lrn: a numerically safe, fast LRN operator for Apache TVM."""
 
+# tvm_lrn.tune is a callable module: tvm_lrn.tune(...) tunes and tvm_lrn.tune.query_database
+# etc. stay reachable (`from .tune import tune` would shadow the module that build.py
+# imports as `from . import tune`).
+from . import tune
 from .build import compile, load_module
 from .eager import run
 from .frontend import from_onnx, from_torch
@@ -15,5 +19,6 @@ __all__ = [
     "load_module",
     "local_response_norm",
     "run",
+    "tune",
 ]
 __version__ = "0.1.0"

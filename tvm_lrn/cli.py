@@ -1,0 +1,515 @@
+"""The ``tvm-lrn`` command: tune, compile, bench and demo.
+
+Each subcommand has ``--help``. Errors a user can cause (bad arguments, missing files,
+unknown targets, models without LRN) end with one ``tvm-lrn: error: ...`` line on stderr
+and a non-zero exit status, not a traceback; ``TVM_LRN_DEBUG=1`` shows the traceback.
+Exit status: 0 success, 1 error, 2 bad usage, 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+__all__ = ["main"]
+
+PROG = "tvm-lrn"
+
+
+class _UsageError(Exception):
+    """A bad command line (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error instead of usage + error."""
+
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid shape {text!r} (expected e.g. 1,96,55,55)"
+        ) from None
+    if not dims or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"invalid shape {text!r}: dimensions must be >= 1")
+    return dims
+
+
+def _dtypes(text: str) -> list[str]:
+    from .spec import FLOAT_DTYPES
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in FLOAT_DTYPES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"invalid dtype {text!r} (choose from {', '.join(FLOAT_DTYPES)})"
+        )
+    return names
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _target_arg(text: str):
+    """A target name, tag or JSON dict; checked early for a one-line error."""
+    import json
+
+    from .target import resolve_target
+
+    value = text
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"invalid target JSON {text!r}: {err}") from None
+    try:
+        return resolve_target(value)
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(str(err).splitlines()[0]) from None
+    except Exception as err:  # a TVM error naming the unknown kind or tag
+        raise argparse.ArgumentTypeError(
+            f"unknown or invalid target {text!r}: {_line(err)}"
+        ) from None
+
+
+def _add_lrn_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LRN parameters")
+    g.add_argument("--size", type=_positive_int, default=5, help="window size (default 5)")
+    g.add_argument("--alpha", type=float, default=1e-4, help="alpha (default 1e-4)")
+    g.add_argument("--beta", type=float, default=0.75, help="beta (default 0.75)")
+    g.add_argument("--bias", "-k", type=float, default=1.0, help="bias / k (default 1)")
+    g.add_argument("--axis", type=int, default=1, help="normalized axis (default 1)")
+    g.add_argument(
+        "--convention",
+        default="torch",
+        choices=("torch", "onnx", "tensorflow", "caffe"),
+        help="whose definition of size and alpha (default torch)",
+    )
+
+
+def _add_target_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target",
+        "-t",
+        type=_target_arg,
+        default=None,
+        help='"host" (default), "llvm", "cuda", a tag like nvidia/nvidia-h100, '
+        'or TVM JSON such as \'{"kind": "llvm", "mcpu": "znver4"}\'',
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="A numerically safe, fast LRN for Apache TVM.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    t = sub.add_parser(
+        "tune",
+        help="tune LRN schedules with MetaSchedule into a database folder",
+        description="Tune the LRN kernels of shapes, presets or a model file with "
+        "MetaSchedule; records go to --work-dir (a JSON database that "
+        "`tvm-lrn compile --database` and tvm_lrn.compile(database=...) use).",
+    )
+    what = t.add_argument_group("what to tune (one or more of --shape/--preset, or --model)")
+    what.add_argument(
+        "--shape",
+        type=_shape,
+        action="append",
+        default=[],
+        help="input shape, e.g. 1,96,55,55 (repeatable)",
+    )
+    what.add_argument(
+        "--preset",
+        action="append",
+        default=[],
+        help="model shapes: alexnet, googlenet or all (repeatable)",
+    )
+    what.add_argument("--model", help="a torch.export .pt2 or an .onnx file")
+    what.add_argument(
+        "--dtype",
+        type=_dtypes,
+        action="append",
+        default=None,
+        help="dtype(s) for --shape/--preset, e.g. float32,float16 (default float32)",
+    )
+    _add_lrn_args(t)
+    _add_target_arg(t)
+    t.add_argument(
+        "--work-dir",
+        "-o",
+        default="tvm_lrn_tuning",
+        help="database folder (default ./tvm_lrn_tuning)",
+    )
+    t.add_argument(
+        "--trials", type=_positive_int, default=32, help="search trials per workload (default 32)"
+    )
+    t.add_argument(
+        "--trials-per-iter",
+        type=_positive_int,
+        default=None,
+        help="candidates per build/run batch (default min(trials, 8))",
+    )
+    t.add_argument(
+        "--cost-model",
+        choices=("auto", "xgb", "random"),
+        default="auto",
+        help="auto: XGBoost if installed, else random",
+    )
+    t.add_argument("--seed", type=int, default=None, help="search seed")
+    t.add_argument(
+        "--ship-to",
+        metavar="ROOT",
+        help="also merge the best record per workload into ROOT/<target key>/ "
+        "(the layout of the shipped schedules/)",
+    )
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_tune)
+
+    c = sub.add_parser(
+        "compile",
+        help="compile a .pt2 or .onnx model into a deployable library",
+        description="Import a torch.export .pt2 or an ONNX file (LRN becomes the safe "
+        "op), compile it for a target and write a shared library.",
+    )
+    c.add_argument("model", help="a torch.export .pt2 file or an .onnx file")
+    c.add_argument("--output", "-o", help="library to write (default: MODEL with .so)")
+    _add_target_arg(c)
+    c.add_argument(
+        "--database",
+        "-d",
+        help="a tuned database folder (default: the one shipped for the target, if any)",
+    )
+    c.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=DIMS",
+        help="ONNX input shape override, e.g. x=1,3,224,224 (repeatable)",
+    )
+    c.set_defaults(func=_cmd_compile)
+
+    b = sub.add_parser(
+        "bench",
+        help="time tvm_lrn against torch eager and a plain copy on one shape",
+        description="Time LRN on one shape: tvm_lrn (its schedule: tuned record or rule), "
+        "the rule alone when a tuned record exists, torch eager "
+        "F.local_response_norm, and a copy of the same bytes.",
+    )
+    b.add_argument(
+        "--shape", type=_shape, default=(1, 96, 55, 55), help="input shape (default 1,96,55,55)"
+    )
+    b.add_argument(
+        "--dtype", default="float32", choices=("float16", "bfloat16", "float32", "float64")
+    )
+    _add_lrn_args(b)
+    _add_target_arg(b)
+    b.add_argument("--database", "-d", help="a tuned database folder (default: shipped)")
+    b.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=20,
+        help="timed repetitions (median reported, default 20)",
+    )
+    b.set_defaults(func=_cmd_bench)
+
+    d = sub.add_parser(
+        "demo", help="run the demo (tvm_lrn.demo); arguments pass through", add_help=False
+    )
+    d.add_argument("args", nargs=argparse.REMAINDER)
+    d.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _load_model(path: str, input_shapes=()):
+    """A .pt2 or .onnx file -> Relax module with the safe LRN op."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".pt2":
+        import torch
+
+        from .frontend.torch import from_exported_program
+
+        return from_exported_program(torch.export.load(path))
+    if ext == ".onnx":
+        from .frontend import from_onnx
+
+        shapes = dict(_name_shape(s) for s in input_shapes) or None
+        return from_onnx(path, shape_dict=shapes)
+    raise ValueError(f"unsupported model file {path!r}: expected .pt2 (torch.export) or .onnx")
+
+
+def _name_shape(text: str):
+    name, sep, dims = text.partition("=")
+    if not sep or not name:
+        raise ValueError(f"invalid --input-shape {text!r} (expected NAME=1,3,224,224)")
+    return name, list(_shape(dims))
+
+
+def _cmd_tune(args) -> int:
+    from . import tune as tuning
+
+    shapes = list(args.shape)
+    for preset in args.preset:
+        names = list(tuning.PRESETS) if preset == "all" else [preset]
+        for name in names:
+            if name not in tuning.PRESETS:
+                raise _UsageError(
+                    f"{PROG} tune: error: unknown preset {name!r} "
+                    f"(choose from {', '.join(tuning.PRESETS)}, all)"
+                )
+            shapes += [s for s in tuning.PRESETS[name] if s not in shapes]
+    if args.model and shapes:
+        raise _UsageError(f"{PROG} tune: error: give --model or --shape/--preset, not both")
+    if not args.model and not shapes:
+        raise _UsageError(f"{PROG} tune: error: nothing to tune: give --shape, --preset or --model")
+    dtypes = [d for group in (args.dtype or [["float32"]]) for d in group]
+    kwargs = dict(
+        target=args.target,
+        work_dir=args.work_dir,
+        trials=args.trials,
+        trials_per_iter=args.trials_per_iter,
+        cost_model=args.cost_model,
+        seed=args.seed,
+        progress=not args.no_progress,
+        ship_to=args.ship_to,
+    )
+    if args.model:
+        result = tuning.tune(_load_model(args.model), **kwargs)
+    else:
+        result = tuning.tune(
+            shapes=shapes,
+            dtypes=list(dict.fromkeys(dtypes)),
+            size=args.size,
+            alpha=args.alpha,
+            beta=args.beta,
+            bias=args.bias,
+            axis=args.axis,
+            convention=args.convention,
+            **kwargs,
+        )
+    print(result.table())
+    print(
+        f"target {tuning.target_key(result.target)}, cost model {result.cost_model}, "
+        f"{result.seconds:.0f} s; database: {result.work_dir}"
+    )
+    if result.shipped_to:
+        print(f"best records merged into {result.shipped_to}")
+    if result.interrupted:
+        print(f"{PROG}: interrupted; the database keeps what was measured", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _cmd_compile(args) -> int:
+    import tvm_lrn
+
+    from .target import resolve_target
+
+    mod = _load_model(args.model, args.input_shape)
+    target = args.target if args.target is not None else resolve_target(None)
+    if args.database is not None:
+        from .tune import load_database
+
+        load_database(args.database)  # a one-line error now rather than deep in compile
+    model = tvm_lrn.compile(mod, target, database=args.database)
+    output = args.output or os.path.splitext(args.model)[0] + ".so"
+    model.export_library(output)
+    print(f"wrote {output} for {target.kind.name} ({_target_text(target)})")
+    for name, source in sorted(model.schedule_sources.items()):
+        print(f"  {name}: {source}")
+    if not model.schedule_sources:
+        print("  (no LRN in the model)")
+    return 0
+
+
+def _target_text(target) -> str:
+    from .tune import target_key
+
+    return target_key(target)
+
+
+def _cmd_bench(args) -> int:
+    import numpy as np
+    import tvm
+
+    from .spec import canonicalize
+    from .strategy import schedule_primfunc
+    from .target import resolve_target
+    from .tune import lrn_workloads, query_database
+
+    target = args.target if args.target is not None else resolve_target(None)
+    if target.kind.name != "llvm":
+        raise ValueError("bench runs on the host CPU only (an llvm target)")
+    params = canonicalize(
+        args.size,
+        args.alpha,
+        args.beta,
+        args.bias,
+        args.axis,
+        args.convention,
+        ndim=len(args.shape),
+    )
+    # The kernel exactly as a model would get it: legalized, then scheduled by the tuned
+    # record for this target if there is one, else by the rule.
+    func = lrn_workloads([args.shape], args.dtype, params)[0].func
+    rule = schedule_primfunc(func, target)
+    tuned, source = query_database(func, target, args.database)
+    kernels = [("tvm_lrn (tuned)", tuned), ("tvm_lrn (rule)", rule)]
+    kernels = [(name, f) for name, f in kernels if f is not None]
+
+    dev = tvm.cpu()
+    x_np = _cast(np.random.default_rng(0).standard_normal(args.shape, "float32"), args.dtype)
+    x = tvm.runtime.tensor(x_np, dev)
+    y = tvm.runtime.empty(args.shape, args.dtype, dev)
+    rows = []
+    for name, f in kernels:
+        lib = tvm.compile(f.with_attr("global_symbol", "main"), target=target)
+        mod = getattr(lib, "mod", lib)
+        timer = mod.time_evaluator("main", dev, number=5, repeat=args.repeat)
+        rows.append((name, timer(x, y).median))
+    torch_time, copy_time = _torch_times(x_np, args)
+    if torch_time is not None:
+        rows.append(("torch eager F.local_response_norm", torch_time))
+    rows.append(("copy of the same bytes (torch)", copy_time))
+
+    nbytes = 2 * x_np.nbytes  # read x, write y
+    shape = "x".join(map(str, args.shape))
+    print(
+        f"LRN {args.dtype} {shape} size={args.size} on {_target_text(target)}; "
+        f"tuned record: {source if tuned is not None else 'none (' + source + ')'}"
+    )
+    base = rows[0][1]
+    print(f"{'implementation':34} {'median us':>10} {'GB/s':>8} {'time / tvm_lrn':>15}")
+    for name, seconds in rows:
+        print(
+            f"{name:34} {seconds * 1e6:10.1f} {nbytes / seconds / 1e9:8.2f} {seconds / base:14.2f}x"
+        )
+    return 0
+
+
+def _cast(x, dtype: str):
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        return x.astype(ml_dtypes.bfloat16)
+    return x.astype(dtype)
+
+
+def _torch_times(x_np, args):
+    """Median seconds of torch eager LRN (None where torch cannot) and of a copy."""
+    import torch
+
+    dtype = getattr(torch, args.dtype)
+    x = torch.from_numpy(x_np.astype("float32")).to(dtype)
+    out = torch.empty_like(x)
+
+    def timed(fn):
+        fn()
+        times = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            for _ in range(5):
+                fn()
+            times.append((time.perf_counter() - start) / 5)
+        return sorted(times)[len(times) // 2]
+
+    lrn_time = None
+    if args.convention == "torch" and args.axis == 1 and x.dim() >= 3:
+        try:
+            lrn_time = timed(
+                lambda: torch.nn.functional.local_response_norm(
+                    x, args.size, args.alpha, args.beta, args.bias
+                )
+            )
+        except RuntimeError:  # e.g. no half-precision kernel for this op on CPU
+            lrn_time = None
+    return lrn_time, timed(lambda: out.copy_(x))
+
+
+def _cmd_demo(args) -> int:
+    try:
+        from . import demo
+    except ImportError as err:
+        raise RuntimeError(f"the demo is not available: {err}") from None
+    rc = demo.main(args.args)
+    return int(rc or 0)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _line(err: BaseException) -> str:
+    from .tune import _first_line
+
+    return _first_line(err)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``tvm-lrn`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        The exit status (also what the console script exits with).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = os.environ.get("TVM_LRN_DEBUG", "") not in ("", "0")
+    try:
+        if argv[:1] == ["demo"]:
+            # Everything after "demo" belongs to the demo (its own --help included);
+            # argparse's REMAINDER would refuse arguments that start with "-".
+            return _cmd_demo(argparse.Namespace(args=argv[1:]))
+        parser = _parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        return int(args.func(args) or 0)
+    except SystemExit as done:  # --help, --version
+        return int(done.code or 0) if isinstance(done.code, int | None) else 1
+    except _UsageError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            raise
+        print(f"{PROG}: error: {_line(err)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
