@@ -312,6 +312,19 @@ def test_record_replays_on_a_changed_compute(tuned):
     assert func is not None and source.startswith("database:")
 
 
+def test_record_applies_when_a_frontend_rounds_alpha(tuned):
+    """ONNX stores alpha as float32: the record tuned for alpha=1e-4 still applies."""
+    (res,) = [r for r in tuned.workloads if r.workload.dtype == "float32"]
+    rounded = canonicalize(5, float(np.float32(1e-4)), 0.75, 1.0)
+    (work,) = T.lrn_workloads([SHAPE], "float32", rounded)
+    assert not tvm_ffi.structural_equal(work.mod, res.workload.mod)
+    func, source = T.query_database(work.func, None, tuned.work_dir)
+    assert func is not None and source.startswith("database:")
+    # ... but not to another window size.
+    (size3,) = T.lrn_workloads([SHAPE], "float32", canonicalize(3, 1e-4, 0.75, 1.0))
+    assert T.query_database(size3.func, None, tuned.work_dir)[0] is None
+
+
 # --------------------------------------------------------------------------- Ctrl-C
 
 

@@ -473,9 +473,10 @@ def query_database(func: tvm.tirx.PrimFunc, target, database=None):
     db, label = load_database(database)
     mod = _workload_mod(func)
     exact = _best_records(db, mod, target)
-    # A record of the same LRN (shape, dtype, parameters) whose compute has changed since
-    # it was tuned still names the same blocks and loops: its trace replays onto the
-    # current compute, and the schedule primitives check that it still applies.
+    # A record of the same LRN loop nest (shape, dtype, window; see _signature) whose
+    # compute differs (changed since tuning, or alpha rounded by a frontend) names the
+    # same blocks and loops: its trace replays onto this compute, and the schedule
+    # primitives check that it still applies.
     similar = [] if exact else _signature_records(db, mod, target)
     for seconds, record in exact + similar:
         try:
@@ -492,12 +493,22 @@ def query_database(func: tvm.tirx.PrimFunc, target, database=None):
 
 
 def _signature(func: tvm.tirx.PrimFunc):
-    """What an LRN kernel computes: (shape, dtype, parameters), or None."""
+    """What decides an LRN kernel's loop nest, or None for other functions.
+
+    Shape, dtype, window and axis, and what selects the compute's form (the compute
+    dtype, and which of beta, alpha and bias are 0). The values of alpha, beta and bias
+    only enter expressions: a frontend that rounds alpha to float32 (ONNX) still gets
+    the record tuned for the exact value.
+    """
+    from .compute import compute_dtype
+
     try:
         work = _workload_from_func(func)
     except Exception:  # not an LRN PrimFunc
         return None
-    return work.shape, work.dtype, work.params
+    p = work.params
+    form = (compute_dtype(work.dtype, p.beta), p.beta == 0, p.alpha == 0, p.bias == 0)
+    return work.shape, work.dtype, p.lo, p.hi, p.axis, form
 
 
 def _signature_records(db, mod: tvm.IRModule, target: Target):
