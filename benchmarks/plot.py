@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Plot a benchmark CSV written by ``benchmarks/run.py`` (or ``benchmarks/gpu.py``).
+
+::
+
+    python benchmarks/plot.py benchmarks/results/cpu.csv            # -> cpu.png beside it
+    python benchmarks/plot.py results.csv -o out.png
+
+One row of panels per (dtype, threads): on the left the median time per call of every
+contender for every shape (log scale, lower is better), on the right the fraction of the
+copy roofline each LRN contender reaches (fastest copy time / its time; 1 = as fast as
+copying the same bytes). Rows whose output check failed are drawn as red crosses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+_MARKERS = "os^vD<>pPX*h"
+
+
+def _key_order():
+    sys.path.insert(0, str(HERE))
+    from contenders import CONTENDERS
+
+    return CONTENDERS
+
+
+def _key_of(label: str, contenders) -> str:
+    for k, c in contenders.items():
+        if c.label == label:
+            return k
+    return label
+
+
+def plot(rows: list[dict], path: Path, title: str = "LRN benchmark") -> Path:
+    """Draw ``rows`` (tidy CSV rows as dicts of strings) into the PNG ``path``.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows with at least contender, op, shape, dtype, threads, median_ms, check.
+    path : pathlib.Path
+        Where to write the PNG.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    contenders = _key_order()
+    timed = [r for r in rows if r.get("median_ms")]
+    panels = sorted(
+        {(r["dtype"], int(r["threads"])) for r in timed}, key=lambda p: (p[0] != "float32", p)
+    )
+    if not panels:
+        raise ValueError("no timed rows to plot")
+    shapes: list[str] = []
+    for r in timed:
+        if r["shape"] not in shapes:
+            shapes.append(r["shape"])
+    xpos = {s: i for i, s in enumerate(shapes)}
+    keys = [k for k in contenders if any(r["contender"] == k for r in timed)]
+    keys += sorted({r["contender"] for r in timed} - set(keys))
+    keys += [k for k in contenders if k not in keys]
+    cmap = plt.get_cmap("tab20")
+    style = {
+        k: dict(color=cmap(i % 20), marker=_MARKERS[i % len(_MARKERS)]) for i, k in enumerate(keys)
+    }
+
+    fig, axes = plt.subplots(
+        len(panels),
+        2,
+        figsize=(max(12, 1.4 * len(shapes) + 6), 3.8 * len(panels)),
+        squeeze=False,
+    )
+    for row_axes, (dtype, threads) in zip(axes, panels, strict=True):
+        ax_t, ax_f = row_axes
+        sel = [r for r in timed if r["dtype"] == dtype and int(r["threads"]) == threads]
+        best_copy: dict[str, float] = {}
+        for r in sel:
+            if r["op"] == "copy" and r["check"] == "ok":
+                v = float(r["median_ms"])
+                best_copy[r["shape"]] = min(best_copy.get(r["shape"], v), v)
+        for k in keys:
+            mine = sorted((r for r in sel if r["contender"] == k), key=lambda r: xpos[r["shape"]])
+            if not mine:
+                continue
+            label = contenders[k].label if k in contenders else k
+            lw = 2.2 if k == "tvm_lrn" else 1.0
+            xs = [xpos[r["shape"]] for r in mine]
+            ys = [float(r["median_ms"]) for r in mine]
+            ax_t.plot(xs, ys, linewidth=lw, label=label, **style[k])
+            bad = [(x, y) for x, y, r in zip(xs, ys, mine, strict=True) if r["check"] != "ok"]
+            if bad:
+                ax_t.scatter(*zip(*bad, strict=True), marker="x", s=120, color="red", zorder=5)
+            if mine[0]["op"] == "copy":
+                continue
+            fx = [
+                (xpos[r["shape"]], best_copy[r["shape"]] / float(r["median_ms"]))
+                for r in mine
+                if r["shape"] in best_copy and r["check"] == "ok"
+            ]
+            if fx:
+                ax_f.plot(*zip(*fx, strict=True), linewidth=lw, label=label, **style[k])
+        for ax in (ax_t, ax_f):
+            ax.set_xticks(range(len(shapes)))
+            ax.set_xticklabels(shapes, rotation=30, ha="right", fontsize=8)
+            ax.grid(True, which="both", alpha=0.3)
+        ax_t.set_yscale("log")
+        ax_t.set_ylabel("median ms per call")
+        ax_t.set_title(f"{dtype}, {threads} thread{'s' if threads > 1 else ''}: time")
+        ax_f.set_ylabel("fastest copy time / time")
+        ax_f.set_yscale("log")
+        ax_f.axhline(1.0, color="gray", linestyle="--", linewidth=0.8)
+        ax_f.set_title(f"{dtype}, {threads} thread{'s' if threads > 1 else ''}: fraction of copy")
+    handles, labels = [], []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    order = sorted(range(len(labels)), key=lambda i: keys.index(_key_of(labels[i], contenders)))
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        loc="upper center",
+        ncol=min(6, len(labels)),
+        fontsize=8,
+        bbox_to_anchor=(0.5, 0.0),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Plot a benchmarks/run.py CSV.")
+    p.add_argument("csv", type=Path)
+    p.add_argument("-o", "--output", type=Path, default=None)
+    p.add_argument("--title", default=None)
+    args = p.parse_args(argv)
+    with open(args.csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = plot(rows, args.output or args.csv.with_suffix(".png"), args.title or args.csv.stem)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

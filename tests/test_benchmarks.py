@@ -1,0 +1,83 @@
+"""Smoke test of the benchmark harness (benchmarks/run.py): one tiny case, two contenders."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def run_mod():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_driver_tiny_case(run_mod, tmp_path):
+    out = tmp_path / "cpu.csv"
+    argv = [
+        "--threads", "1",
+        "--shapes", "1x7x3x5",
+        "--dtypes", "float32",
+        "--contenders", "tvm_lrn,torch",
+        "--rounds", "1",
+        "--min-rounds", "1",
+        "--repeats", "1",
+        "--budget-s", "0",
+        "--min-repeat-ms", "0",
+        "--timeout", "120",
+        "--csv", str(out),
+        "--no-plot",
+        "--no-readme",
+    ]  # fmt: skip
+    assert run_mod.main(argv) == 0
+    with open(out, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == run_mod.COLUMNS
+    for col in ("op", "contender", "shape", "dtype", "target", "threads", "median_ms",
+                "min_ms", "gbps", "max_rel_err", "version"):  # fmt: skip
+        assert col in reader.fieldnames
+    assert sorted(r["contender"] for r in rows) == ["torch", "tvm_lrn"]
+    for r in rows:
+        assert r["check"] == "ok", r
+        assert (r["op"], r["shape"], r["dtype"], r["threads"]) == ("lrn", "1x7x3x5", "float32", "1")
+        assert r["target"].startswith("cpu")
+        assert float(r["min_ms"]) > 0 and float(r["median_ms"]) >= float(r["min_ms"])
+        assert float(r["gbps"]) > 0 and int(r["repeats"]) == 1
+        assert 0 <= float(r["max_rel_err"]) <= run_mod.tolerance("float32")
+        assert r["version"]
+    ratios = run_mod.ratios(rows)
+    assert len(ratios) == 1 and float(ratios[0]["speedup_vs_best_peer"]) > 0
+    table = run_mod.markdown_table(rows, {"date": "d", "cpu": "c", "cores": 1, "versions": "v"})
+    assert "| 1x7x3x5 | float32 |" in table
+
+
+def test_correctness_check_flags_wrong_output(run_mod):
+    x = np.random.default_rng(0).standard_normal((2, 9, 4)).astype(np.float32)
+    tol = run_mod.tolerance("float32")
+    assert run_mod.max_rel_err(x, x.astype(np.float64), "float32") == 0
+    assert run_mod.max_rel_err(x * (1 + 1e-3), x.astype(np.float64), "float32") > tol
+    bad = x.copy()
+    bad[0, 3, 1] = np.nan
+    assert run_mod.max_rel_err(bad, x.astype(np.float64), "float32") == np.inf
+    assert run_mod.max_rel_err(x[:1], x.astype(np.float64), "float32") == np.inf
+
+
+def test_readme_markers(run_mod, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{run_mod.README_BEGIN}\nold\n{run_mod.README_END}\noutro\n")
+    run_mod.update_readme("new table\n", readme)
+    text = readme.read_text()
+    assert "old" not in text and "new table" in text
+    assert text.startswith("intro\n") and text.endswith("outro\n")
