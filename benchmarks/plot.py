@@ -31,6 +31,10 @@ def _key_order():
     return CONTENDERS
 
 
+def _threads(n: int) -> str:
+    return "GPU" if n == 0 else f"{n} thread{'s' if n > 1 else ''}"
+
+
 def _key_of(label: str, contenders) -> str:
     for k, c in contenders.items():
         if c.label == label:
@@ -120,11 +124,11 @@ def plot(rows: list[dict], path: Path, title: str = "LRN benchmark") -> Path:
             ax.grid(True, which="both", alpha=0.3)
         ax_t.set_yscale("log")
         ax_t.set_ylabel("median ms per call")
-        ax_t.set_title(f"{dtype}, {threads} thread{'s' if threads > 1 else ''}: time")
+        ax_t.set_title(f"{dtype}, {_threads(threads)}: time")
         ax_f.set_ylabel("fastest copy time / time")
         ax_f.set_yscale("log")
         ax_f.axhline(1.0, color="gray", linestyle="--", linewidth=0.8)
-        ax_f.set_title(f"{dtype}, {threads} thread{'s' if threads > 1 else ''}: fraction of copy")
+        ax_f.set_title(f"{dtype}, {_threads(threads)}: fraction of copy")
     handles, labels = [], []
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):

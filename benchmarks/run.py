@@ -666,9 +666,11 @@ def markdown_table(rows: list[dict], meta: dict) -> str:
         {(r["shape"], r["dtype"]) for r in rows},
         key=lambda sd: (sd[1] != "float32", order.get(sd[0], len(order)), sd[0]),
     )
+    where = meta.get("where") or (
+        f"{meta['cpu']} ({meta['cores']} cores, shared with other jobs: expect noise of 10-30 %)"
+    )
     lines = [
-        f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores, shared with other "
-        f"jobs: expect noise of 10-30 %), {meta['versions']}. "
+        f"Measured {meta['date']} on {where}, {meta['versions']}. "
         "Median ms per call (lower is better); `FAIL` = output check failed; "
         "`–` = not supported. Ratios use medians: *vs torch.compile* and *vs best peer* are "
         "speedups of tvm_lrn (>1 = tvm_lrn faster), *of copy* is the fraction of the copy "
@@ -677,7 +679,10 @@ def markdown_table(rows: list[dict], meta: dict) -> str:
         "",
     ]
     for threads in sorted({int(r["threads"]) for r in rows}):
-        lines.append(f"**{threads} thread{'s' if threads > 1 else ''}**")
+        if threads:
+            lines.append(f"**{threads} thread{'s' if threads > 1 else ''}**")
+        else:
+            lines.append(f"**{meta.get('device', 'GPU')}**")
         lines.append("")
         head = ["shape", "dtype"] + [CONTENDERS[k].label for k in lrn_keys] + ["best copy"]
         head += ["vs torch.compile", "vs best peer", "of copy", "scaling cost"]
