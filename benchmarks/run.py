@@ -226,12 +226,11 @@ def _worker_main(key: str, threads: int, device: str) -> int:
                 ref = np.load(req["reference"], mmap_mode="r")
                 err = max_rel_err(bench.result(), ref, case["dtype"])
                 del ref
-                bench.call()  # warm
                 t0 = time.perf_counter()
-                bench.call()
+                bench.call()  # the check's call was the warm-up
                 call_s = time.perf_counter() - t0
                 number = max(1, math.ceil(req["min_repeat_s"] / max(call_s, 1e-9)))
-                if number > 1:  # a second estimate over a batch, less noisy
+                if number > 1:  # fast: a second estimate over a batch, less noisy
                     t0 = time.perf_counter()
                     for _ in range(number):
                         bench.call()
@@ -413,6 +412,7 @@ def run_case(workers, shape, dtype, threads, x_path, ref_path, args, target, log
     def fail(w, reason, check="error"):
         rows[w.key] = _row(w.key, shape, dtype, target, threads, check=check, note=reason)
 
+    t_start = time.perf_counter()
     # 1. prepare in parallel (compiles are not timed)
     for w in workers:
         w.send(cmd="prepare", input=str(x_path), lrn=lrn)
@@ -432,6 +432,7 @@ def run_case(workers, shape, dtype, threads, x_path, ref_path, args, target, log
             for name in ("torch_threads", "tvm_threads"):
                 if name in rep and rep[name] != threads:
                     log(f"  WARNING {w.key}: {name} = {rep[name]}, wanted {threads}")
+    t_prepared = time.perf_counter()
     # 2. check and calibrate, one at a time
     info = {}
     for w, prep in prepared:
@@ -453,19 +454,33 @@ def run_case(workers, shape, dtype, threads, x_path, ref_path, args, target, log
         ok = rep["max_rel_err"] <= (0.0 if w.key.startswith("copy") else tolerance(dtype))
         info[w.key] = dict(prep, **rep, check="ok" if ok else "FAIL")
         live.append(w)
+    t_checked = time.perf_counter()
     # 3. interleaved rounds
     if live:
-        slowest = max(info[w.key]["call_s"] * info[w.key]["number"] for w in live)
-        rounds = int(min(args.rounds, max(args.min_rounds, args.budget_s // max(slowest, 1e-9))))
-        samples = {w.key: [] for w in live}
+        rounds = args.rounds
+        samples, target_n = {}, {}
+        for w in live:
+            inf = info[w.key]
+            t_rep = inf["call_s"] * inf["number"]
+            # as many repeats as the budget allows, at least min_samples, at most rounds x repeats
+            target_n[w.key] = int(
+                min(rounds * args.repeats, max(args.min_samples, args.budget_s // t_rep))
+            )
+            # a slow call (one per repeat) was timed after a warm-up call: keep that sample
+            slow = inf["number"] == 1 and inf["call_s"] >= args.slow_s
+            samples[w.key] = [inf["call_s"]] if slow else []
         for r in range(rounds):
             order = live[r % len(live) :] + live[: r % len(live)]
             for w in order:
                 if w.key not in samples:
                     continue
+                need = target_n[w.key] - len(samples[w.key])
+                if need <= 0:
+                    continue
+                reps = math.ceil(need / (rounds - r))
+                # let the previous worker's thread pool stop spinning before the next starts
+                time.sleep(args.settle_ms / 1e3)
                 inf = info[w.key]
-                t_rep = inf["call_s"] * inf["number"]
-                reps = int(min(args.repeats, max(1, args.budget_s // (rounds * t_rep))))
                 try:
                     rep = w.request(cmd="time", repeats=reps, number=inf["number"])
                 except (TimeoutError, RuntimeError) as err:
@@ -504,6 +519,11 @@ def run_case(workers, shape, dtype, threads, x_path, ref_path, args, target, log
                 w.request(cmd="release")
             except (TimeoutError, RuntimeError):
                 pass
+    t_end = time.perf_counter()
+    log(
+        f"   prepare {t_prepared - t_start:.1f} s, check {t_checked - t_prepared:.1f} s, "
+        f"timing {t_end - t_checked:.1f} s"
+    )
     out = [rows[w.key] for w in workers if w.key in rows]
     for row in out:
         ms = row["median_ms"]
@@ -774,10 +794,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contenders", type=_csv_list, default=list(CONTENDERS))
     p.add_argument("--skip", type=_csv_list, default=[], help="contenders to leave out")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (most)")
-    p.add_argument("--min-rounds", type=int, default=3, help="rounds for slow contenders")
+    p.add_argument("--min-samples", type=int, default=None, help="fewest repeats per case")
+    p.add_argument(
+        "--slow-s",
+        type=float,
+        default=0.25,
+        help="a call this slow is timed once per repeat, its calibration call counts",
+    )
     p.add_argument("--repeats", type=int, default=None, help="repeats per round (most)")
     p.add_argument("--budget-s", type=float, default=None, help="seconds per contender and case")
     p.add_argument("--min-repeat-ms", type=float, default=None, help="shortest repeat")
+    p.add_argument(
+        "--settle-ms", type=float, default=10.0, help="pause between two workers' repeats"
+    )
     p.add_argument("--size", type=int, default=5)
     p.add_argument("--alpha", type=float, default=1e-4)
     p.add_argument("--beta", type=float, default=0.75)
@@ -821,7 +850,7 @@ def main(argv=None) -> int:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    args.min_rounds = min(args.min_rounds, args.rounds)
+    args.min_samples = min(args.min_samples, args.rounds * args.repeats)
     stem = "cpu_quick" if quick else "cpu"
     csv_path = args.csv or RESULTS / f"{stem}.csv"
     plot_path = args.plot or csv_path.with_suffix(".png")

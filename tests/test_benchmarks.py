@@ -31,7 +31,7 @@ def test_driver_tiny_case(run_mod, tmp_path):
         "--dtypes", "float32",
         "--contenders", "tvm_lrn,torch",
         "--rounds", "1",
-        "--min-rounds", "1",
+        "--min-samples", "1",
         "--repeats", "1",
         "--budget-s", "0",
         "--min-repeat-ms", "0",
