@@ -278,7 +278,7 @@ def _tail_pattern():
     # x / den**beta, or x * den**(-beta) as some exporters write it.
     divide = is_op("relax.divide")(x, den)
     times = is_op("relax.multiply")(x, den) | is_op("relax.multiply")(den, x)
-    return divide | times, {"s": s, "alpha": alpha, "bias": bias, "beta": beta}
+    return divide | times, {"s": s, "alpha": alpha, "bias": bias, "beta": beta, "den": den}
 
 
 def _match(matched, m, pats, var2val, exact_scalars) -> tuple[relax.Expr, LRNMatch] | None:
@@ -291,7 +291,7 @@ def _match(matched, m, pats, var2val, exact_scalars) -> tuple[relax.Expr, LRNMat
         x, sign = call.args[0], 1.0
     elif _op_name(call) == "relax.multiply":
         a, b = call.args
-        x = b if _op_name(_resolve(a, var2val)) == "relax.power" else a
+        x = b if _resolve(a, var2val).same_as(m[pats["den"]]) else a
         sign = -1.0  # x * d**(-beta)
     else:
         return None
