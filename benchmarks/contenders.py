@@ -198,7 +198,11 @@ def _compile_kernel(func, device: str):
 
     if func.attrs is None or "global_symbol" not in func.attrs:
         func = func.with_attr("global_symbol", "main")
-    return tvm.compile(func, target=_tvm_target(device))["main"]
+    executable = tvm.compile(func, target=_tvm_target(device))
+    if device != "cpu" and not any(m.kind == device for m in executable.mod.imports):
+        # an unscheduled PrimFunc compiles for a GPU target into host code, silently
+        raise RuntimeError(f"no {device} kernel was generated (the schedule did not apply)")
+    return executable["main"]
 
 
 def _static_lrn_primfunc(shape, dtype: str, lrn: LRNArgs, *, safe_scaling: bool):
