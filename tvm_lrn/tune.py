@@ -883,27 +883,6 @@ def _fmt_us(seconds: float) -> str:
     return "-" if not math.isfinite(seconds) else f"{seconds * 1e6:.1f} us"
 
 
-def _progress_callback(progress: _Progress):
-    from tvm.ir.utils import derived_object
-    from tvm.s_tir import meta_schedule as ms
-
-    @derived_object
-    class ProgressCallback(ms.measure_callback.PyMeasureCallback):
-        def apply(
-            self, task_scheduler, task_id, measure_candidates, builder_results, runner_results
-        ):
-            try:
-                secs = [
-                    [float(s) for s in r.run_secs] if not r.error_msg and r.run_secs else None
-                    for r in runner_results
-                ]
-                progress.update(int(task_id), secs)
-            except Exception as err:  # progress must never stop a tuning run
-                logger.debug("progress update failed: %s", err)
-
-    return ProgressCallback()
-
-
 # --------------------------------------------------------------------------- cost model
 
 
@@ -1015,10 +994,13 @@ class TuneResult:
 
 
 class _SigintWatch:
-    """Remembers that SIGINT arrived while keeping Python's KeyboardInterrupt behaviour.
+    """Turns the first Ctrl-C into a request to stop after the current batch.
 
-    A KeyboardInterrupt raised inside a Python callback that C++ called comes back out as
-    a TVM RuntimeError; the flag tells it apart from a real failure.
+    Raising KeyboardInterrupt from the signal handler is not safe here: TVM checks for
+    signals from inside C++ code (e.g. the evolutionary search), and an exception thrown
+    there can end in ``std::terminate``. So the first SIGINT only sets a flag, which the
+    tuning loop checks between steps; the previous handler is restored at once, so a
+    second Ctrl-C interrupts immediately.
     """
 
     def __init__(self):
@@ -1028,16 +1010,18 @@ class _SigintWatch:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.getsignal(signal.SIGINT)
-
-            def handler(signum, frame):
-                self.seen = True
-                if callable(self._previous):
-                    self._previous(signum, frame)
-                else:
-                    raise KeyboardInterrupt
-
-            signal.signal(signal.SIGINT, handler)
+            signal.signal(signal.SIGINT, self._handler)
         return self
+
+    def _handler(self, signum, frame):
+        self.seen = True
+        signal.signal(signal.SIGINT, self._previous)
+        logger.warning("Ctrl-C: stopping after the current batch (Ctrl-C again to stop now)")
+
+    def check(self):
+        """Raise KeyboardInterrupt (from Python code) if Ctrl-C was pressed."""
+        if self.seen:
+            raise KeyboardInterrupt
 
     def __exit__(self, *exc):
         if self._previous is not None:
@@ -1080,8 +1064,9 @@ def tune(
     The rule's schedule is measured and committed first, and is also a candidate of the
     search space next to MetaSchedule's generic space, so the best record is never
     slower than the rule. Failed candidates are recorded as failures and the run goes on.
-    Ctrl-C stops the run: the database keeps every record committed so far, stays
-    loadable, and ``tune`` returns with ``interrupted=True``.
+    Ctrl-C stops the run after the batch being measured (a second Ctrl-C stops it at
+    once): the database keeps every record committed so far, stays loadable, and
+    ``tune`` returns with ``interrupted=True``.
 
     Parameters
     ----------
@@ -1161,7 +1146,9 @@ def tune(
             builder = _make_builder(builder_timeout, cores)
             runner = _make_runner(runner_timeout, number, repeat, min_repeat_ms)
             cost, model_kind = _cost_model(cost_model, cores)
+            sigint.check()
             _commit_rule_records(results, target, rule, builder, runner, database, prog)
+            sigint.check()
             tasks = _make_tasks(
                 workloads,
                 target,
@@ -1171,26 +1158,24 @@ def tune(
                 cores,
                 get_loggers_from_work_dir,
                 fork_seed,
-                per_iter,
                 trials,
             )
-            if tasks:
-                ms.tune.tune_tasks(
-                    tasks=tasks,
-                    task_weights=[1.0] * len(tasks),
-                    work_dir=work_dir,
-                    max_trials_global=trials * len(tasks),
-                    max_trials_per_task=trials,
-                    num_trials_per_iter=per_iter,
-                    builder=builder,
-                    runner=runner,
-                    database=database,
-                    cost_model=cost,
-                    measure_callbacks=[
-                        *ms.MeasureCallback.create("default"),
-                        _progress_callback(prog),
-                    ],
-                    task_scheduler="round-robin",
+            for index, ctx, spaces in tasks:
+                sigint.check()
+                _search(
+                    ctx,
+                    spaces,
+                    index,
+                    results[index].workload,
+                    target,
+                    trials,
+                    per_iter,
+                    builder,
+                    runner,
+                    database,
+                    cost,
+                    prog,
+                    sigint,
                 )
         except KeyboardInterrupt:
             interrupted = True
@@ -1262,17 +1247,15 @@ def _commit_rule_records(results, target, rule, builder, runner, database, prog)
         prog.update(i, [secs], search=False)
 
 
-def _make_tasks(
-    workloads, target, rule, work_dir, seed, cores, get_loggers, fork_seed, per_iter, trials
-):
-    """One TuneContext per workload whose design space can be generated."""
+def _make_tasks(workloads, target, rule, work_dir, seed, cores, get_loggers, fork_seed, trials):
+    """``(index, TuneContext, design spaces)`` per workload whose space can be generated."""
     from tvm.s_tir import meta_schedule as ms
 
     names = [w.name for w in workloads]
     population = max(64, min(512, 16 * trials))
     tasks = []
-    for work, log, rand in zip(
-        workloads, get_loggers(work_dir, names), fork_seed(seed, n=len(workloads)), strict=True
+    for index, (work, log, rand) in enumerate(
+        zip(workloads, get_loggers(work_dir, names), fork_seed(seed, n=len(workloads)), strict=True)
     ):
         space = ms.space_generator.SpaceGeneratorUnion(
             [_generic_space(target), _rule_space(target, rule), _cpu_variant_space(target)]
@@ -1291,14 +1274,92 @@ def _make_tasks(
                 num_threads=cores,
                 logger=log,
             ).clone()
-            ctx.generate_design_space()
+            spaces = ctx.generate_design_space()
         except Exception as err:  # one broken workload must not stop the others
             logger.warning(
                 "%s: cannot generate a search space, skipped: %s", work.name, _first_line(err)
             )
             continue
-        tasks.append(ctx)
+        tasks.append((index, ctx, spaces))
     return tasks
+
+
+def _search(
+    ctx,
+    spaces,
+    index,
+    work,
+    target,
+    trials,
+    per_iter,
+    builder,
+    runner,
+    database,
+    cost,
+    prog,
+    sigint,
+):
+    """MetaSchedule's search loop for one task, run from Python.
+
+    It does what the C++ TaskScheduler does per batch (candidates from the search
+    strategy, build, run, commit every result to the database, update the cost model,
+    feed the results back to the strategy), without the scheduler's FLOP estimate, which
+    TVM 0.27 cannot compute for a compute holding ``Let`` expressions, and with errors
+    kept to this task: a batch that fails ends this task's search, not the run.
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    done = 0
+    try:
+        ctx.pre_tuning(
+            max_trials=trials,
+            num_trials_per_iter=per_iter,
+            design_spaces=spaces,
+            database=database,
+            cost_model=cost,
+        )
+        workload = database.commit_workload(work.mod)
+        while done < trials:
+            candidates = ctx.generate_measure_candidates()
+            if not candidates:
+                break  # the space is exhausted
+            mods = [c.sch.mod for c in candidates]
+            measured = _measure(builder, runner, target, mods)
+            results = []
+            for cand, secs in zip(candidates, measured, strict=True):
+                if isinstance(secs, str):
+                    result = ms.runner.RunnerResult(None, secs)
+                    run_secs = [_FAILED_SECONDS * 10]  # what MetaSchedule records for a failure
+                else:
+                    result = ms.runner.RunnerResult(secs, None)
+                    run_secs = secs
+                database.commit_tuning_record(
+                    ms.database.TuningRecord(
+                        cand.sch.trace,
+                        workload,
+                        [tvm.tirx.FloatImm("float64", t) for t in run_secs],
+                        target,
+                        cand.args_info,
+                    )
+                )
+                results.append(result)
+            try:
+                cost.update(ctx, candidates, results)
+            except Exception as err:  # the search goes on with what the model knew
+                logger.warning("%s: cost model update failed: %s", work.name, _first_line(err))
+            ctx.notify_runner_results(candidates, results)
+            prog.update(index, [None if isinstance(m, str) else m for m in measured])
+            done += len(candidates)
+            sigint.check()
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:
+        if sigint.seen:  # Ctrl-C raised inside a callback comes back as a TVM error
+            raise KeyboardInterrupt from None
+        logger.warning("%s: search stopped after %d trials: %s", work.name, done, _first_line(err))
+    finally:
+        with contextlib.suppress(Exception):
+            ctx.post_tuning()
 
 
 def _fill_best(results, work_dir, target):
