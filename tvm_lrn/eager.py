@@ -15,7 +15,9 @@ from .target import resolve_target
 __all__ = ["run", "lrn_primfunc"]
 
 
-def lrn_primfunc(ndim: int, dtype: str, params: LRNParams) -> tvm.tirx.PrimFunc:
+def lrn_primfunc(
+    ndim: int, dtype: str, params: LRNParams, *, safe_scaling: bool = True
+) -> tvm.tirx.PrimFunc:
     """A PrimFunc ``main(x, y)`` for every shape of rank ``ndim`` (int64 symbolic dims).
 
     Parameters
@@ -26,6 +28,8 @@ def lrn_primfunc(ndim: int, dtype: str, params: LRNParams) -> tvm.tirx.PrimFunc:
         Input dtype.
     params : LRNParams
         Canonical parameters; the axis is checked against ``ndim``.
+    safe_scaling : bool
+        ``False`` only for benchmarks (see :func:`tvm_lrn.compute.lrn`).
 
     Returns
     -------
@@ -35,7 +39,7 @@ def lrn_primfunc(ndim: int, dtype: str, params: LRNParams) -> tvm.tirx.PrimFunc:
     params = params.with_axis(ndim)
     shape = [te.var(f"n{i}", dtype="int64") for i in range(ndim)]
     x = te.placeholder(shape, check_dtype(dtype), name="x")
-    y = compute.lrn(x, params)
+    y = compute.lrn(x, params, safe_scaling=safe_scaling)
     func = te.create_prim_func([x, y])
     return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
 
