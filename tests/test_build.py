@@ -414,3 +414,15 @@ def test_missing_database_is_reported_early(tmp_path):
         pytest.skip("tvm_lrn.tune has no load_database")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         tvm_lrn.compile(lrn_module((2, 5), size=3), "llvm", database=tmp_path / "nowhere")
+
+
+def test_compile_takes_a_torch_module_with_example_args():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, bias=False), torch.nn.LocalResponseNorm(4))
+    x = torch.randn(2, 3, 7, 7)
+    compiled = tvm_lrn.compile(model, "llvm", example_args=(x,))
+    assert compiled.schedule_sources == {"lrn": "rule:cpu"}
+    with torch.no_grad():
+        want = model.double()(x.double()).float()
+    np.testing.assert_allclose(compiled(x).numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="example_args"):
+        tvm_lrn.compile(model, "llvm")

@@ -492,13 +492,16 @@ def _from_tvm(out, kind: str):
 # --------------------------------------------------------------------------- entry points
 
 
-def compile(mod, target="llvm", *, rule=None, database=None) -> Model:  # noqa: A001
+def compile(  # noqa: A001
+    mod, target="llvm", *, rule=None, database=None, example_args=None
+) -> Model:
     """Compile a Relax module that may hold ``R.tvm_lrn`` calls into a runnable model.
 
     Parameters
     ----------
-    mod : tvm.IRModule or relax.Function
-        The model (a bare function becomes ``main``).
+    mod : tvm.IRModule, relax.Function or torch.nn.Module
+        The model (a bare function becomes ``main``; a torch module is imported with
+        :func:`tvm_lrn.from_torch` and ``example_args``).
     target : str, dict or tvm.target.Target
         ``"llvm"``, ``"cuda"``, a tag, TVM's JSON dict form, or a Target
         (see :func:`tvm_lrn.target.resolve_target`).
@@ -509,6 +512,8 @@ def compile(mod, target="llvm", *, rule=None, database=None) -> Model:  # noqa: 
     database : str, os.PathLike or MetaSchedule Database, optional
         Tuned schedules to use for LRN PrimFuncs whose workload it holds; by default the
         database shipped for the target, if any.
+    example_args : tuple, optional
+        Example inputs, required when ``mod`` is a torch module.
 
     Returns
     -------
@@ -521,6 +526,9 @@ def compile(mod, target="llvm", *, rule=None, database=None) -> Model:  # noqa: 
     >>> model = tvm_lrn.compile(mod, "llvm")
     >>> y = model(np.ones((1, 16, 8, 8), "float32"))
     """
+    from .frontend import to_irmodule_if_torch
+
+    mod = to_irmodule_if_torch(mod, example_args)
     if isinstance(mod, relax.Function):
         mod = tvm.IRModule({"main": mod})
     if not isinstance(mod, tvm.IRModule):
