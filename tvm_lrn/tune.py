@@ -1225,7 +1225,11 @@ def _commit_rule_records(results, target, rule, builder, runner, database, prog)
         mods.append(_replay(res.workload.mod, sch.trace))
         traces.append(sch.trace)
         owners.append(i)
-    measured = _measure(builder, runner, target, mods) if mods else []
+    try:
+        measured = _measure(builder, runner, target, mods) if mods else []
+    except Exception as err:  # e.g. the worker pool itself failed: search without them
+        logger.warning("measuring the rule's schedules failed: %s", _first_line(err))
+        measured = ["not measured"] * len(mods)
     for i, trace, secs in zip(owners, traces, measured, strict=True):
         res = results[i]
         if isinstance(secs, str):
