@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import tvm
 import tvm_ffi
 from tvm import s_tir, te, tirx
@@ -377,3 +378,25 @@ def test_rules_work_in_dlight_apply_default_schedule():
 def test_already_scheduled_is_left_alone():
     lrn = lrn_primfunc(2, "float32", canonicalize(3, ndim=2)).with_attr("tirx.is_scheduled", True)
     assert schedule_primfunc(lrn, HOST).same_as(lrn)
+
+
+@pytest.mark.parametrize(
+    "shape, size",
+    [((1,), 8), ((2,), 7), ((3,), 11), ((2, 1), 5), ((2, 2), 9), ((2, 5, 1), 8), ((3, 4), 3)],
+)
+def test_channels_last_symbolic_kernel_stays_in_bounds(shape, size):
+    """A window longer than the last (tiled) axis once made the tile loop run past the end.
+
+    The output is a view into a larger buffer filled with a sentinel: every element
+    outside the view must be untouched, and the view must hold the reference."""
+    x = torch.randn(shape, dtype=torch.float32) * 4
+    pad, n = 64, x.numel()
+    buf = torch.full((n + 2 * pad,), 7.0)
+    out = buf[pad : pad + n].view(shape)
+    params = canonicalize(size, 1e-2, 0.75, 1.0, axis=-1, ndim=len(shape))
+    func = schedule_primfunc(lrn_primfunc(len(shape), "float32", params), HOST)
+    tvm.compile(func, target=HOST)(tvm.runtime.from_dlpack(x), tvm.runtime.from_dlpack(out))
+    assert (buf[:pad] == 7).all() and (buf[pad + n :] == 7).all()
+    np.testing.assert_allclose(
+        out.numpy(), reference.lrn(x.numpy(), size, 1e-2, 0.75, 1.0, -1), rtol=1e-6
+    )

@@ -101,6 +101,18 @@ def choose_tile(extent, lanes: int) -> tuple[int, bool]:
     return best, False
 
 
+def _window_along_tiles(func: tirx.PrimFunc, ndim: int) -> bool:
+    """Whether the LRN axis is the innermost (tiled) one, i.e. channels-last.
+
+    TVM 0.27's LoopPartition then mis-derives the bounds of the partitioned tile loop
+    from the window's zero-padding conditions when the window is longer than the axis
+    (the main loop runs past the end and writes out of bounds), so such loops keep the
+    predicated tail instead of the partition hint.
+    """
+    axis = func.attrs.get("tvm_lrn.axis")
+    return axis is None or int(axis) % ndim == ndim - 1
+
+
 class CPULRN(dl.ScheduleRule):
     """DLight rule: the LRN PrimFunc on an llvm target, parallel and vectorized.
 
@@ -157,6 +169,6 @@ class CPULRN(dl.ScheduleRule):
                 sch.reorder(window, spatial)
                 sch.vectorize(spatial)
             sch.vectorize(lane_loop)
-            if has_tail:
+            if has_tail and not _window_along_tiles(func, len(loops)):
                 sch.annotate(tile_loop, "pragma_loop_partition_hint", 1)
         return sch
