@@ -130,27 +130,6 @@ class _Format:
         return (m * self.pow2(n - shift)) * self.pow2(shift)
 
 
-class _Lets:
-    """Collects ``let`` bindings so that a value used several times is computed once.
-
-    TE expressions are trees: without bindings every reuse copies the whole subtree, and
-    the chain of exponent/mantissa splits below grows exponentially.
-    """
-
-    def __init__(self):
-        self._bindings = []
-
-    def __call__(self, name: str, value):
-        var = tirx.Var(name, value.ty)
-        self._bindings.append((var, value))
-        return var
-
-    def wrap(self, body):
-        for var, value in reversed(self._bindings):
-            body = tirx.Let(var, value, body)
-        return body
-
-
 _FORMATS = {
     "float32": _Format("float32", "int32", 23, 127),
     "float64": _Format("float64", "int64", 52, 1023),
@@ -233,8 +212,8 @@ def lrn(data: te.Tensor, params: LRNParams, *, safe_scaling: bool = True) -> te.
 
     def x(*idx):
         if dtype == "bfloat16":
-            # Widen by moving the bits (exact): TVM 0.27's bfloat16 legalization corrupts a
-            # bfloat16 load that sits inside a let binding.
+            # Widen by moving the bits (exact); TVM 0.27's bfloat16 legalization corrupts
+            # some bfloat16 loads (e.g. inside let bindings that passes may introduce).
             bits = tirx.reinterpret("uint16", data(*idx)).astype("uint32")
             return tirx.reinterpret("float32", bits << tirx.const(16, "uint32")).astype(fmt.float)
         return data(*idx).astype(fmt.float)
@@ -286,13 +265,11 @@ def _finish(xi, wmax, sumsq, k, params: LRNParams, fmt: _Format):
     """``x_i * (bias + alpha * 2**(-2k) * sumsq) ** -beta`` with exact exponent handling."""
     alpha, beta, bias = params.alpha, params.beta, params.bias
     big = 1 << 30  # an exponent that loses every max(): "this term is absent"
-    let = _Lets()
-    k = let("k", k)
 
     # bias + alpha * s = 2**G * D, 1 <= D < 4.
     if alpha > 0:
         m_alpha, e_alpha = _split(alpha, fmt)
-        a = let("a", fmt.f(m_alpha) * sumsq)  # alpha*s = a * 2**(e_alpha - 2k), a >= 2**-2p
+        a = fmt.f(m_alpha) * sumsq  # alpha*s = a * 2**(e_alpha - 2k), a >= 2**-2p
         e_a = fmt.exponent(a) + fmt.i(e_alpha) - fmt.i(2) * k
     else:
         a, e_a = fmt.f(0.0), fmt.i(-big)
@@ -300,35 +277,34 @@ def _finish(xi, wmax, sumsq, k, params: LRNParams, fmt: _Format):
         m_bias, e_bias = _split(bias, fmt)
     else:
         m_bias, e_bias = 0.0, -big
-    g = let("g", tirx.max(e_a, fmt.i(e_bias)))
+    g = tirx.max(e_a, fmt.i(e_bias))
     term_a = a * fmt.pow2(
         fmt.clamp(fmt.i(e_alpha if alpha > 0 else 0) - fmt.i(2) * k - g, fmt.emin, fmt.emax)
     )
     term_b = fmt.f(m_bias) * fmt.pow2(fmt.clamp(fmt.i(e_bias) - g, fmt.emin, 0))
-    d = let("d", term_a + term_b)
+    d = term_a + term_b
 
     # x_i = m_x * 2**e_x; a subnormal x_i is first scaled up by 2**p (exact).
-    # (booleans are not let-bound: TVM's LLVM codegen cannot bind vector booleans)
     subnormal = tirx.abs(xi) < fmt.f(2.0**fmt.emin)
-    xn = let("xn", tirx.Select(subnormal, xi * fmt.f(2.0**fmt.p), xi))
+    xn = tirx.Select(subnormal, xi * fmt.f(2.0**fmt.p), xi)
     e_x = fmt.exponent(xn) - tirx.Select(subnormal, fmt.i(fmt.p), fmt.i(0))
 
     # (2**G * D)**-beta = w * 2**n_w, and y = m_x * w * 2**(e_x + n_w), rounded once.
-    w, n_w = _power(d, g, beta, fmt, let)
-    v = let("v", fmt.mantissa(xn) * let("w", w))
-    y = let("y", fmt.ldexp(fmt.mantissa(v), e_x + n_w + fmt.exponent(v)))
+    w, n_w = _power(d, g, beta, fmt)
+    v = fmt.mantissa(xn) * w
+    y = fmt.ldexp(fmt.mantissa(v), e_x + n_w + fmt.exponent(v))
 
     # Special values, in increasing priority (see the module docstring).
     y = tirx.Select(xi == fmt.f(0.0), xi, y)
     y = tirx.Select(fmt.isinf(wmax), _inf_rule(xi, y, params, fmt), y)
-    return let.wrap(tirx.Select(fmt.isnan(sumsq), fmt.f(math.nan), y))
+    return tirx.Select(fmt.isnan(sumsq), fmt.f(math.nan), y)
 
 
 #: beta = k/4 for these k: the power is taken with square roots and a division.
 _QUARTER_BETAS = {0.25: 1, 0.5: 2, 0.75: 3, 1.0: 4}
 
 
-def _power(d, g, beta: float, fmt: _Format, let: _Lets):
+def _power(d, g, beta: float, fmt: _Format):
     """``(2**g * d)**-beta`` as ``(w, n)`` with ``w * 2**n`` equal to it, ``w`` moderate.
 
     ``g`` is an integer exponent of any size and ``1 <= d < 4``. The quarter powers
@@ -340,30 +316,30 @@ def _power(d, g, beta: float, fmt: _Format, let: _Lets):
         # 2**g * d = 2**(4q) * u with u = 2**(g mod 4) * d in [1, 32): then
         # u**(-k/4) needs only correctly rounded square roots and one division.
         q = g >> fmt.i(2)
-        u = let("u", d * fmt.pow2(g & fmt.i(3)))
+        u = d * fmt.pow2(g & fmt.i(3))
         one = fmt.f(1.0)
         if quarters == 4:
             w = one / u
         elif quarters == 2:
             w = one / tirx.sqrt(u)
         else:
-            root2 = let("root2", tirx.sqrt(u))
-            root4 = let("root4", tirx.sqrt(root2))
+            root2 = tirx.sqrt(u)
+            root4 = tirx.sqrt(root2)
             w = one / root4 if quarters == 1 else one / (root2 * root4)
         return w, fmt.i(-quarters) * q
 
     # 2**(-beta*g) = 2**(n_beta + frac): -head*g is exact, so its integer part is too.
     head, tail = _split_beta(beta, fmt)
-    g_float = let("g_float", g.astype(fmt.float))
-    head_g = let("head_g", fmt.f(-head) * g_float)
-    n_beta = let("n_beta", tirx.floor(head_g))
-    frac = let("frac", (head_g - n_beta) - fmt.f(tail) * g_float)
+    g_float = g.astype(fmt.float)
+    head_g = fmt.f(-head) * g_float
+    n_beta = tirx.floor(head_g)
+    frac = (head_g - n_beta) - fmt.f(tail) * g_float
     # libm pow and exp2: accurate, scalar calls on CPUs. w stays normal for beta up to
     # several hundred (float32 is only used for beta <= BETA_FLOAT32_MAX).
     if beta <= 250:
         return tirx.pow(d, fmt.f(-beta)) * tirx.exp2(frac), n_beta.astype(fmt.int)
-    z = let("z", frac - fmt.f(beta) * tirx.log2(d))
-    n_z = let("n_z", tirx.floor(z))
+    z = frac - fmt.f(beta) * tirx.log2(d)
+    n_z = tirx.floor(z)
     return tirx.exp2(z - n_z), (n_beta + n_z).astype(fmt.int)
 
 

@@ -15,16 +15,13 @@ strategy, the tuner and :mod:`tvm_lrn.build` recognize LRN kernels) and
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import tvm
 import tvm.relax.script as _relax_script
 import tvm.relax.script.parser as _relax_parser
 from tvm import relax, te
 
 from . import compute
-from .spec import LRNParams, canonicalize, check_dtype
+from .spec import LRNParams, canonicalize, check_canonical, check_dtype
 
 __all__ = [
     "ATTR_KEYS",
@@ -58,35 +55,10 @@ _FLOAT_KEYS = ("alpha", "beta", "bias")
 # --------------------------------------------------------------------------- parameters
 
 
-def _check_canonical(lo, hi, alpha, beta, bias, axis) -> LRNParams:
+def _check_canonical(*values) -> LRNParams:
     """Validate canonical parameters (the parser and hand-built calls bypass canonicalize)."""
-    ints = {}
-    for name, value in (("lo", lo), ("hi", hi), ("axis", axis)):
-        if isinstance(value, tvm.tirx.IntImm):
-            value = int(value.value)
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"LRN attribute {name} must be an integer, got {value!r}")
-        ints[name] = int(value)
-    for name in ("lo", "hi"):
-        if ints[name] < 0:
-            raise ValueError(f"LRN attribute {name} must be >= 0, got {ints[name]}")
-    floats = {}
-    for name, value in (("alpha", alpha), ("beta", beta), ("bias", bias)):
-        if isinstance(value, tvm.tirx.FloatImm):
-            value = float(value.value)
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"LRN attribute {name} must be a real number, got {value!r}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"LRN attribute {name} must be finite, got {value}")
-        if value < 0:
-            raise ValueError(f"LRN attribute {name} must be >= 0, got {value}")
-        floats[name] = value
-    if floats["alpha"] == 0 and floats["bias"] == 0:
-        raise ValueError("LRN attributes alpha and bias are both 0: the denominator would be 0")
-    return LRNParams(
-        ints["lo"], ints["hi"], floats["alpha"], floats["beta"], floats["bias"], ints["axis"]
-    )
+    plain = [v.value if isinstance(v, (tvm.tirx.IntImm, tvm.tirx.FloatImm)) else v for v in values]
+    return check_canonical(*plain)
 
 
 def params_from_attrs(attrs) -> LRNParams:

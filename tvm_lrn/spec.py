@@ -12,7 +12,14 @@ import math
 import numbers
 from dataclasses import dataclass
 
-__all__ = ["CONVENTIONS", "FLOAT_DTYPES", "LRNParams", "canonicalize", "check_dtype"]
+__all__ = [
+    "CONVENTIONS",
+    "FLOAT_DTYPES",
+    "LRNParams",
+    "canonicalize",
+    "check_canonical",
+    "check_dtype",
+]
 
 #: Accepted ``convention=`` values. "caffe" is the odd-size form of Caffe and TVM topi.
 CONVENTIONS = ("torch", "onnx", "tensorflow", "caffe")
@@ -96,6 +103,36 @@ def _normalize_axis(axis, ndim: int) -> int:
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} is out of range for a tensor of rank {ndim}")
     return int(axis) % int(ndim)
+
+
+def check_canonical(lo, hi, alpha, beta, bias, axis) -> LRNParams:
+    """Validate already canonical parameters (e.g. read back from an op's attributes).
+
+    Parameters
+    ----------
+    lo, hi, axis : int
+        Window extents (>= 0) and axis.
+    alpha, beta, bias : float
+        Finite and non-negative; ``alpha`` and ``bias`` may not both be 0.
+
+    Returns
+    -------
+    LRNParams
+    """
+    ints = {}
+    for name, value in (("lo", lo), ("hi", hi), ("axis", axis)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        ints[name] = int(value)
+    for name in ("lo", "hi"):
+        if ints[name] < 0:
+            raise ValueError(f"{name} must be >= 0, got {ints[name]}")
+    alpha, beta, bias = (
+        _check_nonneg(n, v) for n, v in (("alpha", alpha), ("beta", beta), ("bias", bias))
+    )
+    if alpha == 0 and bias == 0:
+        raise ValueError("alpha and bias are both 0: the denominator would be 0")
+    return LRNParams(ints["lo"], ints["hi"], alpha, beta, bias, ints["axis"])
 
 
 def check_dtype(dtype) -> str:

@@ -5,8 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tvm import s_tir, tirx
+from tvm.s_tir import dlight as dl
 
-__all__ = ["LRNBlocks", "is_lrn_primfunc", "lrn_blocks", "walk", "OUTPUT", "REDUCTIONS"]
+__all__ = [
+    "LRNBlocks",
+    "LRNScheduleRule",
+    "is_lrn_primfunc",
+    "lrn_blocks",
+    "walk",
+    "OUTPUT",
+    "REDUCTIONS",
+]
 
 #: Name of the elementwise output block of :func:`tvm_lrn.compute.lrn`.
 OUTPUT = "lrn"
@@ -135,3 +144,41 @@ def lrn_blocks(sch: s_tir.Schedule) -> LRNBlocks | None:
     else:
         dtype = str(out_block.writes[0].source.dtype)
     return LRNBlocks(by_name[OUTPUT], reductions, dtype)
+
+
+class LRNScheduleRule(dl.ScheduleRule):
+    """DLight rule base: applies to LRN PrimFuncs on the targets a subclass accepts.
+
+    Subclasses define ``is_target_available(target)`` and ``schedule(sch, blocks, func,
+    target)``; ``apply`` returns None wherever the rule does not apply.
+    """
+
+    def schedule(self, sch: s_tir.Schedule, blocks: LRNBlocks, func, target):
+        """Schedule the LRN blocks in ``sch`` in place (subclasses implement this)."""
+        raise NotImplementedError
+
+    def apply(self, func: tirx.PrimFunc, target, tunable: bool = False):
+        """Schedule ``func`` for ``target``.
+
+        Parameters
+        ----------
+        func : tvm.tirx.PrimFunc
+            The PrimFunc to schedule.
+        target : tvm.target.Target
+            The compilation target.
+        tunable : bool
+            Unused: the rules have no tunable knobs.
+
+        Returns
+        -------
+        s_tir.Schedule or None
+            None for a PrimFunc that is not LRN or a target the rule does not serve.
+        """
+        if not self.is_target_available(target) or not is_lrn_primfunc(func):
+            return None
+        sch = s_tir.Schedule(func)
+        blocks = lrn_blocks(sch)
+        if blocks is None:
+            return None
+        self.schedule(sch, blocks, func, target)
+        return sch

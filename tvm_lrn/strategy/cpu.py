@@ -25,10 +25,9 @@ on static shapes in TVM 0.27, which is why static shapes use divisors instead.)
 from __future__ import annotations
 
 from tvm import s_tir, tirx
-from tvm.s_tir import dlight as dl
 from tvm.target import Target, codegen
 
-from .common import is_lrn_primfunc, lrn_blocks
+from .common import LRNScheduleRule
 
 __all__ = ["CPULRN", "vector_bits", "choose_tile"]
 
@@ -113,7 +112,7 @@ def _window_along_tiles(func: tirx.PrimFunc, ndim: int) -> bool:
     return axis is None or int(axis) % ndim == ndim - 1
 
 
-class CPULRN(dl.ScheduleRule):
+class CPULRN(LRNScheduleRule):
     """DLight rule: the LRN PrimFunc on an llvm target, parallel and vectorized.
 
     ``apply`` returns None for a PrimFunc that is not LRN and for non-llvm targets.
@@ -123,28 +122,8 @@ class CPULRN(dl.ScheduleRule):
         """Whether ``target`` is an llvm (CPU) target."""
         return target.kind.name == "llvm"
 
-    def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool = False):
-        """Schedule ``func`` for ``target``.
-
-        Parameters
-        ----------
-        func : tvm.tirx.PrimFunc
-            The PrimFunc to schedule.
-        target : tvm.target.Target
-            The compilation target.
-        tunable : bool
-            Unused: the rule has no tunable knobs yet.
-
-        Returns
-        -------
-        s_tir.Schedule or None
-        """
-        if not self.is_target_available(target) or not is_lrn_primfunc(func):
-            return None
-        sch = s_tir.Schedule(func)
-        blocks = lrn_blocks(sch)
-        if blocks is None:
-            return None
+    def schedule(self, sch: s_tir.Schedule, blocks, func: tirx.PrimFunc, target: Target):
+        """Schedule the LRN blocks in ``sch`` in place (see the module docstring)."""
         bits = max(32, int(blocks.compute_dtype.replace("bfloat", "").replace("float", "")))
         lanes = max(1, vector_bits(target) // bits)
         loops = sch.get_loops(blocks.output)
@@ -171,4 +150,3 @@ class CPULRN(dl.ScheduleRule):
             sch.vectorize(lane_loop)
             if has_tail and not _window_along_tiles(func, len(loops)):
                 sch.annotate(tile_loop, "pragma_loop_partition_hint", 1)
-        return sch

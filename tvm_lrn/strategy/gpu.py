@@ -37,10 +37,9 @@ import threading
 
 import tvm_ffi
 from tvm import s_tir, tirx
-from tvm.s_tir import dlight as dl
 from tvm.target import Target
 
-from .common import is_lrn_primfunc, lrn_blocks
+from .common import LRNScheduleRule
 
 __all__ = [
     "GPULRN",
@@ -59,7 +58,7 @@ PRECISE_NVRTC_OPTS = "--ftz=false --prec-div=true --prec-sqrt=true"
 _CALLBACK = "tvm_callback_cuda_compile"
 
 
-class GPULRN(dl.ScheduleRule):
+class GPULRN(LRNScheduleRule):
     """DLight rule: the LRN PrimFunc on a GPU target (``"gpu"`` in its keys).
 
     Covers cuda, rocm, vulkan, metal and opencl alike: the schedule uses only
@@ -84,28 +83,8 @@ class GPULRN(dl.ScheduleRule):
         limit = int(target.attrs.get("max_num_threads", DEFAULT_THREADS) or DEFAULT_THREADS)
         return max(1, min(self.threads or DEFAULT_THREADS, limit))
 
-    def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool = False):
-        """Schedule ``func`` for ``target``.
-
-        Parameters
-        ----------
-        func : tvm.tirx.PrimFunc
-            The PrimFunc to schedule.
-        target : tvm.target.Target
-            The compilation target.
-        tunable : bool
-            Unused: the rule has no tunable knobs yet.
-
-        Returns
-        -------
-        s_tir.Schedule or None
-        """
-        if not self.is_target_available(target) or not is_lrn_primfunc(func):
-            return None
-        sch = s_tir.Schedule(func)
-        blocks = lrn_blocks(sch)
-        if blocks is None:
-            return None
+    def schedule(self, sch: s_tir.Schedule, blocks, func: tirx.PrimFunc, target: Target):
+        """Schedule the LRN blocks in ``sch`` in place (see the module docstring)."""
         loops = sch.get_loops(blocks.output)
         fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
         bx, tx = sch.split(fused, [None, self.thread_count(target)])
@@ -115,7 +94,6 @@ class GPULRN(dl.ScheduleRule):
             sch.compute_at(block, tx, preserve_unit_loops=True)
             # Else codegen refuses: a global buffer cannot be allocated inside a kernel.
             sch.set_scope(block, 0, "local")
-        return sch
 
 
 # --------------------------------------------------------------------------------------
