@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from accuracy import check_against_exact
 
 import tvm_lrn
-from accuracy import check_against_exact
 from tvm_lrn import canonicalize, reference
 
 pytestmark = pytest.mark.large
@@ -15,8 +15,11 @@ def test_float16_tensor_beyond_2_pow_31_elements():
     c, inner = 4, 2**29 + 3  # 2**31 + 12 elements: 4.3 GB in, 4.3 GB out
     x = torch.full((c, inner), 1.5, dtype=torch.float16)
     rng = np.random.default_rng(0)
-    cols = np.unique(np.concatenate([rng.integers(0, inner, 60), [0, 1, 2**28, 2**29 - 1],
-                                     np.arange(inner - 8, inner)]))
+    cols = np.unique(
+        np.concatenate(
+            [rng.integers(0, inner, 60), [0, 1, 2**28, 2**29 - 1], np.arange(inner - 8, inner)]
+        )
+    )
     values = rng.uniform(-6e4, 6e4, (c, cols.size)).astype(np.float16)
     values[:, -1] = [6e4, -3e-8, 250.0, -1e-3]  # the very last column mixes magnitudes
     x[:, torch.from_numpy(cols)] = torch.from_numpy(values)
@@ -28,5 +31,6 @@ def test_float16_tensor_beyond_2_pow_31_elements():
     check_against_exact(got, reference.lrn_exact(values, p), "float16")
     untouched = np.setdiff1d(np.arange(inner - 100, inner), cols)
     want = reference.lrn(np.full((c, 1), 1.5, np.float16), 3, axis=0)
-    np.testing.assert_array_equal(y[:, torch.from_numpy(untouched)].numpy(),
-                                  np.broadcast_to(want, (c, untouched.size)))
+    np.testing.assert_array_equal(
+        y[:, torch.from_numpy(untouched)].numpy(), np.broadcast_to(want, (c, untouched.size))
+    )

@@ -4,11 +4,11 @@ import math
 import os
 
 import numpy as np
+from accuracy import check_against_exact, format_info, np_dtype
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tvm_lrn
-from accuracy import check_against_exact, format_info, np_dtype
 from tvm_lrn import canonicalize, reference
 
 # CI runs at least 300 examples; LRN_PROPERTY_EXAMPLES raises or lowers that locally.
@@ -34,8 +34,12 @@ def lrn_cases(draw):
     return dtype, shape, axis, convention, size, alpha, beta, bias, lo, hi, seed
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(lrn_cases())
 def test_lrn_matches_reference(case):
     dtype, shape, axis, convention, size, alpha, beta, bias, lo, hi, seed = case
@@ -43,7 +47,8 @@ def test_lrn_matches_reference(case):
     e = rng.uniform(lo, hi, shape)
     x = (np.exp2(e) * rng.choice([-1.0, 1.0], shape)).astype(np_dtype(dtype))
     x[rng.random(shape) < 0.1] = 0
-    y = tvm_lrn.run(x, size=size, alpha=alpha, beta=beta, bias=bias, axis=axis,
-                    convention=convention)
+    y = tvm_lrn.run(
+        x, size=size, alpha=alpha, beta=beta, bias=bias, axis=axis, convention=convention
+    )
     p = canonicalize(size, alpha, beta, bias, axis, convention, ndim=len(shape))
     check_against_exact(y, reference.lrn_exact(x, p), dtype)
