@@ -400,3 +400,22 @@ def test_channels_last_symbolic_kernel_stays_in_bounds(shape, size):
     np.testing.assert_allclose(
         out.numpy(), reference.lrn(x.numpy(), size, 1e-2, 0.75, 1.0, -1), rtol=1e-6
     )
+
+
+@needs_nvcc
+def test_eager_cuda_kernel_installs_the_precise_callback():
+    """tvm_lrn.run on CUDA: the kernel will be JIT-compiled on the GPU without fast math."""
+    import tvm.support.nvcc  # noqa: F401  (registers the default callback)
+
+    from tvm_lrn import eager
+
+    name = "tvm_callback_cuda_compile"
+    default = tvm_ffi.get_global_func(name)
+    params = canonicalize(5, ndim=4)
+    try:
+        eager._TARGETS.setdefault(str(CUDA80), CUDA80)
+        eager._kernel(4, "float32", params, str(CUDA80))
+        assert not tvm_ffi.get_global_func(name).same_as(default)
+    finally:
+        gpu_strategy.set_precise_cuda_math(False)
+    assert tvm_ffi.get_global_func(name).same_as(default)

@@ -336,6 +336,17 @@ def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "__dlpack__")
 
 
+def _ensure_precise_device_math(device) -> None:
+    """CUDA kernels are compiled from source when loaded on the GPU, by default with
+    ``--use_fast_math`` (flush-to-zero, approximate division), which breaks the numerical
+    contract for tiny values: load them with TVM's precise compile callback instead.
+    This is process-wide (see :func:`tvm_lrn.strategy.set_precise_cuda_math`)."""
+    if device.dlpack_device_type() == tvm.cuda().dlpack_device_type():
+        from .strategy import set_precise_cuda_math
+
+        set_precise_cuda_math(True)
+
+
 class Model:
     """A compiled model: call it like a function.
 
@@ -368,6 +379,7 @@ class Model:
     def vm(self) -> relax.VirtualMachine:
         """The Relax VM (created on first use, so CUDA builds work without a GPU)."""
         if self._vm is None:
+            _ensure_precise_device_math(self.device)
             self._vm = relax.VirtualMachine(self.executable, self.device)
         return self._vm
 

@@ -49,6 +49,12 @@ def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str):
     from .strategy import schedule_primfunc  # late: the strategy imports tvm.s_tir
 
     target = _TARGETS[target_json]
+    if target.kind.name == "cuda":
+        # The CUDA source is compiled when first loaded on the GPU: without fast math
+        # (flush-to-zero and approximate division break the contract for tiny values).
+        from .strategy import set_precise_cuda_math
+
+        set_precise_cuda_math(True)
     func = schedule_primfunc(lrn_primfunc(ndim, dtype, params), target)
     return tvm.compile(func, target=target)
 
