@@ -2,8 +2,18 @@
 
 import os
 
+import pytest
+
 # TVM's CPU pool uses cores/2 threads unless told; the tests use both cores.
 os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch():
+    """Every test starts from the same torch RNG state: runs are reproducible."""
+    import torch
+
+    torch.manual_seed(0)
 
 
 def pytest_terminal_summary(terminalreporter):

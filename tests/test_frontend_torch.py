@@ -147,12 +147,15 @@ def test_lrn_inside_a_model_with_two_inputs():
         def forward(self, a, b):
             return self.lrn(a) + F.local_response_norm(b * 2, 2)
 
-    a, b = torch.randn(1, 5, 2, 2), torch.randn(1, 5, 2, 2)
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1, 5, 2, 2, generator=gen), torch.randn(1, 5, 2, 2, generator=gen)
     mod = from_torch(TwoInputs(), (a, b))
     assert mod.script().count("R.tvm_lrn(") == 2
     with torch.no_grad():
         ref = TwoInputs().double()(a.double(), b.double()).numpy()
-    assert _rel(compile_model(mod, "llvm")(a, b).numpy(), ref) < 1e-6
+    got = compile_model(mod, "llvm")(a, b).numpy()
+    # Relative to the largest output: the sum of the two LRNs can cancel elementwise.
+    assert np.max(np.abs(got - ref)) < 1e-6 * np.max(np.abs(ref))
 
 
 def test_exact_scalars_of_graph():
