@@ -29,6 +29,7 @@ from tvm import relax
 from tvm.relax.backend import cpu_generic
 from tvm.target import Target
 
+from .interop import borrow_torch
 from .op import OP_PATTERN_OPAQUE, is_lrn_primfunc
 from .target import resolve_target
 
@@ -414,12 +415,7 @@ class Model:
         if not same_device:
             # Different device: one host copy is unavoidable.
             return tvm.runtime.tensor(t.detach().cpu().contiguous().numpy(), self.device)
-        t = t.detach().contiguous()
-        try:
-            return tvm.runtime.from_dlpack(t)
-        except (ValueError, RuntimeError):
-            # e.g. a storage offset TVM's alignment check refuses: copy once.
-            return tvm.runtime.from_dlpack(t.clone())
+        return borrow_torch(t)
 
     def export_library(self, path, **kwargs):
         """Write a deployable shared library (and ``path + ".tvm_lrn.json"`` metadata).

@@ -9,6 +9,7 @@ import tvm
 from tvm import te
 
 from . import compute
+from .interop import borrow_torch
 from .spec import LRNParams, canonicalize, check_dtype
 from .target import resolve_target
 
@@ -60,7 +61,6 @@ def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str):
 
 
 _TARGETS: dict[str, tvm.target.Target] = {}
-_DLPACK_ALIGNMENT = 64
 
 
 def _device_for(target: tvm.target.Target, index: int = 0):
@@ -99,13 +99,9 @@ def run(x, *, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch",
     if is_torch:
         import torch
 
-        x = x.contiguous()
-        if x.data_ptr() % _DLPACK_ALIGNMENT:
-            # TVM only borrows 64-byte aligned memory (e.g. torch.from_numpy may not be).
-            x = x.clone()
-        out = torch.empty_like(x)
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
         if x.numel():
-            kernel(tvm.runtime.from_dlpack(x), tvm.runtime.from_dlpack(out))
+            kernel(borrow_torch(x), tvm.runtime.from_dlpack(out))
         return out
     dev = _device_for(target)
     x = np.ascontiguousarray(x)
