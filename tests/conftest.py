@@ -1,5 +1,6 @@
 """Shared test setup."""
 
+import contextlib
 import os
 
 import pytest
@@ -14,6 +15,32 @@ def _seed_torch():
     import torch
 
     torch.manual_seed(0)
+
+
+#: The two safe forms of tvm_lrn.compute.lrn: ``None`` lets the compute pick (the
+#: guarded form wherever it applies, as on CPUs), ``False`` forces the scaled form (what
+#: GPU targets get). Both must meet the same contract.
+SAFE_FORMS = {"guarded": None, "scaled": False}
+
+
+@contextlib.contextmanager
+def forced_form(form: str):
+    """Make ``tvm_lrn.run`` build kernels in ``form`` ("guarded" or "scaled")."""
+    from tvm_lrn import eager
+
+    saved = eager._guarded_for
+    eager._guarded_for = lambda target: SAFE_FORMS[form]
+    try:
+        yield
+    finally:
+        eager._guarded_for = saved
+
+
+@pytest.fixture(params=sorted(SAFE_FORMS))
+def safe_form(request):
+    """Run the test once per safe form (through ``tvm_lrn.run``)."""
+    with forced_form(request.param):
+        yield request.param
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,6 +1,7 @@
 """The safe LRN kernel (through tvm_lrn.run) against the exact reference, torch and ONNX."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from accuracy import TORCH_RTOL, check_against_exact, format_info, np_dtype
 from inputs import extremes, log_uniform
 
 import tvm_lrn
-from tvm_lrn import canonicalize, eager, reference
+from tvm_lrn import canonicalize, compute, eager, reference
 
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
 
@@ -38,6 +39,7 @@ def run_and_check(x, size, alpha, beta, bias, axis=1, convention="torch"):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size, alpha, beta, bias", PARAMS)
+@pytest.mark.usefixtures("safe_form")
 def test_whole_range_against_reference(dtype, size, alpha, beta, bias):
     """Magnitudes from the smallest subnormal to the largest value, windows mixing both."""
     x = extremes(np.random.default_rng(size), (2, 11, 3, 5), dtype)
@@ -46,6 +48,7 @@ def test_whole_range_against_reference(dtype, size, alpha, beta, bias):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("beta", [0.75, 0.5, 1.0])
+@pytest.mark.usefixtures("safe_form")
 def test_tiny_inputs_with_bias_zero(dtype, beta):
     """bias = 0 with tiny x: the exact result is large (x**(1-2beta)); others give Inf/NaN."""
     _, tiny, _ = format_info(dtype)
@@ -56,6 +59,7 @@ def test_tiny_inputs_with_bias_zero(dtype, beta):
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.usefixtures("safe_form")
 def test_large_values_that_overflow_torch(dtype):
     big = 1e20 if dtype == "float32" else 300.0
     x = (np.random.default_rng(2).uniform(0.5, 1.0, (1, 16, 8, 8)) * big).astype(dtype)
@@ -72,6 +76,7 @@ def test_large_values_that_overflow_torch(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.usefixtures("safe_form")
 def test_zero_gives_zero(dtype):
     x = np.zeros((2, 5, 3), np_dtype(dtype))
     x[0, 1, 1] = np_dtype(dtype).type(-0.0)
@@ -87,6 +92,7 @@ def test_zero_gives_zero(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("beta", [0.0, 0.25, 0.5, 0.75])
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
+@pytest.mark.usefixtures("safe_form")
 def test_nan_and_inf_follow_the_rule(dtype, beta, alpha):
     """NaN only where the window holds it; Inf by the documented rule (see compute.py)."""
     nan, inf = math.nan, math.inf
@@ -177,6 +183,7 @@ def test_tensorflow_and_caffe(convention, size):
     ],
 )
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.usefixtures("safe_form")
 def test_any_rank_and_axis(shape, axis, dtype):
     """Ranks 1 to 5, first, middle and last axes (channels-last), negative axes."""
     x = extremes(np.random.default_rng(len(shape)), shape, dtype, axis=axis)
@@ -226,3 +233,59 @@ def test_run_rejects_invalid_input(x, exc, match):
 def test_run_rejects_axis_out_of_range():
     with pytest.raises(ValueError, match="axis 3 is out of range"):
         tvm_lrn.run(np.zeros((2, 3, 4), np.float32), size=3, axis=3)
+
+
+# ---------------------------------------------------------------- the guarded form
+
+
+def _fast_limit(size, alpha, beta, bias):
+    """The largest window sum the guarded form takes its float32 fast path for."""
+    p = canonicalize(size, alpha, beta, bias, ndim=4)
+    return compute._sum_bound(p, compute._FORMATS["float32"])
+
+
+@pytest.mark.parametrize(
+    "value", [3e30, -2e19, np.inf, -np.inf, np.nan, 1e-40, 0.0], ids=lambda v: f"{v:g}"
+)
+def test_guard_falls_back_per_plane(value):
+    """One plane holds a value outside the fast range: its window of planes takes the
+    float64 fallback, every other plane the fast path, and all of them are exact."""
+    x = (np.random.default_rng(3).standard_normal((2, 12, 9, 11)) * 4).astype(np.float32)
+    x[0, 5, 4, 7] = value
+    x[1, 0, 0, 0] = value  # at the edge of the window padding
+    worst, y = run_and_check(x, 5, 1e-4, 0.75, 1.0)
+    assert worst <= 8
+
+
+@pytest.mark.parametrize("factor", [0.25, 0.999, 1.001, 4.0])
+@pytest.mark.parametrize("size, alpha, beta, bias", [(5, 1e-4, 0.75, 1.0), (3, 1.0, 1.0, 1e-6)])
+def test_guard_boundary(size, alpha, beta, bias, factor):
+    """Window sums just below and just above the fast-path limit are both exact."""
+    limit = _fast_limit(size, alpha, beta, bias)
+    assert limit is not None
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.9, 1.0, (1, 8, 6, 6)) * rng.choice([-1.0, 1.0], (1, 8, 6, 6))
+    x = (x * math.sqrt(limit * factor / size)).astype(np.float32)
+    run_and_check(x, size, alpha, beta, bias)
+
+
+def test_safe_forms_chosen_per_parameters():
+    """The guarded form serves float32 compute with short windows and ordinary
+    bias/alpha; float64 compute, long windows and tiny bias take the scaled form."""
+    from tvm_lrn.eager import lrn_primfunc
+
+    def blocks(dtype, **kw):
+        p = canonicalize(ndim=4, **{"size": 5, **kw})
+        names = re.findall(r'T\.sblock\("(\w+)"\)', lrn_primfunc(4, dtype, p).script())
+        return set(names) - {"root"}
+
+    guarded = {"lrn_window_sumsq", "lrn_range", "lrn"}
+    scaled = {"lrn_window_max", "lrn_window_sumsq", "lrn"}
+    for dtype in ("float16", "bfloat16", "float32"):
+        assert blocks(dtype) == guarded
+    assert blocks("float64") == scaled
+    assert blocks("float32", beta=2.5) == scaled  # computed in float64
+    assert blocks("float32", size=compute.MAX_UNROLLED_WINDOW + 1) == scaled
+    assert blocks("float32", bias=1e-30) == guarded
+    assert blocks("float32", bias=1e-35) == scaled  # below 2**-103: no fast range left
+    assert blocks("float32", bias=0.0) == scaled

@@ -6,6 +6,7 @@ Nothing here compiles a kernel (see test_build.py for that), so the file runs in
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import tvm
@@ -256,6 +257,28 @@ def test_legalize_produces_tagged_primfunc(convention):
     assert int(attrs["op_pattern"]) == op.OP_PATTERN_OPAQUE
     assert "R.tvm_lrn" not in legal.script()
     assert "call_tir" in legal.script()
+
+
+@pytest.mark.parametrize(
+    "target, form",
+    [
+        (None, {"lrn_window_sumsq", "lrn_range", "lrn"}),
+        ({"kind": "llvm"}, {"lrn_window_sumsq", "lrn_range", "lrn"}),
+        ({"kind": "cuda", "arch": "sm_80"}, {"lrn_window_max", "lrn_window_sumsq", "lrn"}),
+    ],
+    ids=["no-target", "llvm", "cuda"],
+)
+def test_legalize_picks_the_safe_form_for_the_target(target, form):
+    """CPUs get the guarded form; GPU targets (which tvm.compile makes current while it
+    legalizes) the scaled form, whose windows a thread computes alone."""
+    mod = module(tensor((2, 6, 5, 5)), lrn_of(size=5))
+    if target is None:
+        legal = relax.transform.LegalizeOps()(mod)
+    else:
+        with tvm.target.Target(target):
+            legal = relax.transform.LegalizeOps()(mod)
+    script = _lrn_primfuncs(legal)["lrn"].script()
+    assert set(re.findall(r'T\.sblock\("(\w+)"\)', script)) - {"root"} == form
 
 
 def test_legalize_symbolic_shape_uses_int64():

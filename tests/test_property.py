@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 from accuracy import check_against_exact, format_info, np_dtype
+from conftest import SAFE_FORMS, forced_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +32,8 @@ def lrn_cases(draw):
     lo = draw(st.floats(math.log2(tiny) - nmant, math.log2(big)))
     hi = draw(st.floats(lo, math.log2(big)))
     seed = draw(st.integers(0, 2**32 - 1))
-    return dtype, shape, axis, convention, size, alpha, beta, bias, lo, hi, seed
+    form = draw(st.sampled_from(sorted(SAFE_FORMS)))
+    return dtype, shape, axis, convention, size, alpha, beta, bias, lo, hi, seed, form
 
 
 @settings(
@@ -42,13 +44,14 @@ def lrn_cases(draw):
 )
 @given(lrn_cases())
 def test_lrn_matches_reference(case):
-    dtype, shape, axis, convention, size, alpha, beta, bias, lo, hi, seed = case
+    dtype, shape, axis, convention, size, alpha, beta, bias, lo, hi, seed, form = case
     rng = np.random.default_rng(seed)
     e = rng.uniform(lo, hi, shape)
     x = (np.exp2(e) * rng.choice([-1.0, 1.0], shape)).astype(np_dtype(dtype))
     x[rng.random(shape) < 0.1] = 0
-    y = tvm_lrn.run(
-        x, size=size, alpha=alpha, beta=beta, bias=bias, axis=axis, convention=convention
-    )
+    with forced_form(form):
+        y = tvm_lrn.run(
+            x, size=size, alpha=alpha, beta=beta, bias=bias, axis=axis, convention=convention
+        )
     p = canonicalize(size, alpha, beta, bias, axis, convention, ndim=len(shape))
     check_against_exact(y, reference.lrn_exact(x, p), dtype)

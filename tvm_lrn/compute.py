@@ -43,7 +43,7 @@ from tvm import te, tirx
 
 from .spec import LRNParams, check_dtype
 
-__all__ = ["lrn", "compute_dtype"]
+__all__ = ["lrn", "compute_dtype", "chunk_rows"]
 
 # Bits of beta's head: beta_head * G must be exact for |G| < 2**_G_BITS.
 _G_BITS = 12
@@ -109,6 +109,16 @@ class _Format:
     @property
     def inf_bits(self) -> int:
         return (2 * self.ebias + 1) << self.mant
+
+    def masked(self, valid, v):
+        """``v`` where ``valid``, else +0, by clearing bits (also for NaN and Inf).
+
+        Not a ``Select``: TVM's simplifier assumes a select's condition inside its
+        branches and would drop the clamp of the window load index there, although
+        both branches are evaluated (out-of-bounds loads at the padding).
+        """
+        keep = tirx.Select(valid, self.i(-1), self.i(0))
+        return tirx.reinterpret(self.float, tirx.reinterpret(self.int, v) & keep)
 
     def signed_zero(self, v):
         """+0 or -0 with the sign of ``v`` (``v * 0`` is folded to +0 by TVM's simplifier)."""
@@ -182,7 +192,9 @@ def _window(shape, axis: int, lo: int):
     return at
 
 
-def lrn(data: te.Tensor, params: LRNParams, *, safe_scaling: bool = True) -> te.Tensor:
+def lrn(
+    data: te.Tensor, params: LRNParams, *, safe_scaling: bool = True, guarded: bool | None = None
+) -> te.Tensor:
     """Numerically safe LRN of ``data`` along ``params.axis``.
 
     Parameters
@@ -194,14 +206,21 @@ def lrn(data: te.Tensor, params: LRNParams, *, safe_scaling: bool = True) -> te.
     params : LRNParams
         Canonical parameters (see :func:`tvm_lrn.spec.canonicalize`).
     safe_scaling : bool
-        Only for benchmarks: ``False`` builds the same kernel without the power-of-two
-        scaling (the unsafe textbook form), to measure what the scaling costs.
+        Only for benchmarks: ``False`` builds the fast path alone, with no range guard
+        and no fallback (unsafe), to measure what the safety costs.
+    guarded : bool, optional
+        Which safe form: ``None`` (default) takes the guarded form wherever it applies
+        (float32 compute, windows up to :data:`MAX_UNROLLED_WINDOW`, ordinary
+        ``bias``/``alpha``), else the scaled form; ``False`` always the scaled form,
+        which computes each output from its own window alone (what GPUs want: one
+        thread per output, no plane-wide pass).
 
     Returns
     -------
     te.Tensor
-        Same shape and dtype as ``data``; blocks ``lrn_window_max``,
-        ``lrn_window_sumsq`` and ``lrn``.
+        Same shape and dtype as ``data``. The guarded form has the blocks
+        ``lrn_window_sumsq``, ``lrn_range`` and ``lrn``; the scaled form
+        ``lrn_window_max``, ``lrn_window_sumsq`` and ``lrn``.
     """
     dtype = check_dtype(data.dtype)
     params = params.with_axis(len(data.shape))
@@ -223,21 +242,102 @@ def lrn(data: te.Tensor, params: LRNParams, *, safe_scaling: bool = True) -> te.
         return te.reduce_axis((zero, size), name=name)
 
     def windowed(idx, r):
+        # The load index is clamped into the axis and the zero padding applied to the
+        # result with a bit mask (see _Format.masked): every load is in bounds and
+        # vectorizes, also when the LRN axis is the vectorized one (a lazy if_then_else
+        # would make TVM scalarize such loops).
         j, valid = at(idx, r)
         shifted = list(idx)
-        shifted[axis] = j
+        shifted[axis] = tirx.max(tirx.min(j, shape[axis] - 1), 0)
         return x(*shifted), valid
 
     if params.beta == 0:  # (...)**0 == 1 even for NaN/Inf: LRN is the identity
         return te.compute(shape, lambda *idx: data(*idx), name="lrn", tag="lrn")
     if not safe_scaling:
-        return _unsafe_lrn(data, params, fmt, windowed, reduce_axis)
+        return _unscaled_lrn(data, params, fmt, x, windowed, reduce_axis)
 
+    if guarded is not False and _guarded_form_applies(params, fmt):
+        return _guarded_lrn(data, params, fmt, x, windowed, reduce_axis)
+    return _scaled_lrn(data, params, fmt, x, windowed, reduce_axis)
+
+
+#: Longest window the float64 fallback of the guarded form unrolls (one load per step).
+MAX_UNROLLED_WINDOW = 32
+
+
+def _guarded_form_applies(params: LRNParams, fmt: _Format) -> bool:
+    """Whether the guarded form (float32 fast path, float64 fallback) serves ``params``.
+
+    It needs float32 compute (inputs of at most 32 bits, ``beta <= 2``), a window short
+    enough to unroll, a fast range (:func:`_sum_bound`), and parameters for which
+    float64 holds every intermediate of the fallback: squares of float32 numbers lie in
+    ``2**[-298, 256]``, so ``bias`` and ``alpha`` only must not be absurdly small
+    (``d`` would become subnormal) or large.
+    """
+    if fmt.float != "float32" or params.size > MAX_UNROLLED_WINDOW:
+        return False
+    if _sum_bound(params, fmt) is None:
+        return False
+    bias_ok = params.bias == 0 or params.bias >= 2.0**-1000
+    alpha_ok = params.alpha == 0 or 2.0**-700 <= params.alpha <= 2.0**700
+    return bias_ok and alpha_ok
+
+
+def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed, reduce_axis):
+    """The fast form behind a range guard (blocks ``lrn_window_sumsq``, ``lrn_range``,
+    ``lrn``).
+
+    Where every window sum of squares of a plane is at most :func:`_sum_bound`, the
+    textbook formula in float32 cannot overflow or underflow, and is taken. Elsewhere (huge or
+    tiny values, Inf, NaN) the output is computed in float64 from the window itself,
+    unrolled: float64 holds the square of every float32 number, so it needs no scaling.
+    The guard is one flag per plane (per row when the LRN axis is the last one), so the
+    choice is one branch per vector and the fallback costs nothing where it is not taken.
+    """
+    shape, axis = data.shape, params.axis
+    r_sum = reduce_axis("r_sum")
+
+    def window_sumsq(*idx):
+        value, valid = windowed(idx, r_sum)
+        return te.sum(fmt.masked(valid, value * value), axis=r_sum)
+
+    sumsq = te.compute(shape, window_sumsq, name="lrn_window_sumsq")
+    in_range = _range_guard(shape, axis, fmt, sumsq, _sum_bound(params, fmt))
+
+    def output(*idx):
+        fast = _plain(x(*idx), sumsq(*idx), params, fmt)
+        wide = _wide(idx, x, windowed, params).astype(fmt.float)
+        return tirx.if_then_else(in_range(idx), fast, wide).astype(data.dtype)
+
+    return te.compute(shape, output, name="lrn", tag="lrn")
+
+
+def _wide(idx, x, windowed, params: LRNParams):
+    """The fallback of the guarded form: LRN at ``idx`` in float64, window unrolled."""
+    wide = _FORMATS["float64"]
+    s = wide.f(0.0)
+    for r in range(params.size):
+        value, valid = windowed(idx, r)
+        v = value.astype(wide.float)
+        s = s + wide.masked(valid, v * v)
+    xi = x(*idx).astype(wide.float)
+    y = _plain(xi, s, params, wide)
+    # Special values (module docstring). NaN and Inf mostly propagate by themselves:
+    # a NaN makes s NaN, an Inf makes s Inf and a finite x_i / Inf**beta a signed zero.
+    if params.alpha > 0:
+        y = tirx.Select(wide.isinf(xi), _inf_rule(xi, y, params, wide), y)
+    y = tirx.Select(xi == wide.f(0.0), xi, y)  # also 0 / 0 when bias == 0
+    return tirx.Select(wide.isnan(s), wide.f(math.nan), y)
+
+
+def _scaled_lrn(data, params: LRNParams, fmt: _Format, x, windowed, reduce_axis):
+    """The scaled form (blocks ``lrn_window_max``, ``lrn_window_sumsq``, ``lrn``)."""
+    shape = data.shape
     r_max = reduce_axis("r_max")
 
     def window_max(*idx):
         value, valid = windowed(idx, r_max)
-        return te.max(tirx.if_then_else(valid, tirx.abs(value), fmt.f(0.0)), axis=r_max)
+        return te.max(fmt.masked(valid, tirx.abs(value)), axis=r_max)
 
     wmax = te.compute(shape, window_max, name="lrn_window_max")
 
@@ -250,15 +350,142 @@ def lrn(data: te.Tensor, params: LRNParams, *, safe_scaling: bool = True) -> te.
     def window_sumsq(*idx):
         value, valid = windowed(idx, r_sum)
         scaled = value * fmt.pow2(scale_exponent(wmax(*idx)))
-        return te.sum(tirx.if_then_else(valid, scaled * scaled, fmt.f(0.0)), axis=r_sum)
+        return te.sum(fmt.masked(valid, scaled * scaled), axis=r_sum)
 
     sumsq = te.compute(shape, window_sumsq, name="lrn_window_sumsq")
 
     def output(*idx):
         y = _finish(x(*idx), wmax(*idx), sumsq(*idx), scale_exponent(wmax(*idx)), params, fmt)
-        return y.astype(dtype)
+        return y.astype(data.dtype)
 
     return te.compute(shape, output, name="lrn", tag="lrn")
+
+
+def _sum_bound(params: LRNParams, fmt: _Format) -> float | None:
+    """Largest window sum of squares up to which the plain formula is exact enough.
+
+    With ``s <= S`` (so every ``|x_j| <= sqrt(S)`` in the window): ``s`` itself,
+    ``d = bias + alpha * s``, ``d**-beta`` and ``y`` all stay within
+    ``2**(+-(emax - p))``, far from overflow and from the subnormals, and squares that
+    underflow are below ``2**-(p + 8)`` of ``bias``, so they cannot change ``d``. None
+    when the parameters leave no such range (``bias`` tiny or huge, or ``beta`` so large
+    that ``d**-beta`` underflows at once).
+    """
+    alpha, beta, bias = params.alpha, params.beta, params.bias
+    if bias <= 0:
+        return None
+    span = fmt.emax - fmt.p  # 2**span: comfortably inside the normal range
+    log_bias = math.log2(bias)
+    if log_bias < -span or -beta * log_bias > span:
+        return None
+    # |y| <= sqrt(s) * bias**-beta <= 2**span, and s well below overflow.
+    log_s = min(2 * (span + beta * log_bias), span)
+    if alpha > 0:
+        log_alpha = math.log2(alpha)
+        if log_alpha + math.log2(params.size) - log_bias > -fmt.emin - 8:
+            return None  # underflowed squares could matter next to bias
+        d_max = min(span, span / beta) - 1  # d**-beta stays normal
+        if log_bias >= d_max:
+            return None
+        log_s = min(log_s, d_max - log_alpha)  # alpha * s <= 2**d_max
+    log_s = math.floor(log_s)
+    return None if log_s < -40 else 2.0**log_s
+
+
+#: Elements of one guard chunk at most: the window sums of a chunk stay in L1/L2.
+GUARD_CHUNK = 8192
+
+
+def chunk_rows(trailing) -> int | None:
+    """Rows of the first dimension after the LRN axis that one guard chunk holds.
+
+    Parameters
+    ----------
+    trailing : sequence of int or PrimExpr
+        The dimensions after the LRN axis (e.g. ``(H, W)`` in NCHW).
+
+    Returns
+    -------
+    int or None
+        The largest divisor ``k`` of ``trailing[0]`` with ``k * prod(trailing[1:])`` at
+        most :data:`GUARD_CHUNK` (at least 1), or the whole ``trailing[0]`` when the plane
+        fits or has no divisor that gives chunks of a useful length; None when a
+        dimension is symbolic (the chunk is then the whole plane).
+    """
+    extents = []
+    for extent in trailing:
+        if isinstance(extent, tirx.IntImm):
+            extent = int(extent.value)
+        if not isinstance(extent, int):
+            return None
+        extents.append(extent)
+    first, rest = extents[0], math.prod(extents[1:])
+    if first * rest <= GUARD_CHUNK:
+        return first
+    k = max(
+        d for d in range(1, first + 1) if first % d == 0 and (d * rest <= GUARD_CHUNK or d == 1)
+    )
+    # Chunks much shorter than the limit would make the per-chunk branch costly (a
+    # 1-D plane of prime length): the plane stays whole then.
+    return k if k * rest >= GUARD_CHUNK // 16 else first
+
+
+def _range_guard(shape, axis: int, fmt: _Format, sumsq, bound: float):
+    """``in_range(idx)``: whether every window sum of the chunk of ``idx`` is at most
+    ``bound``, from the block ``lrn_range``.
+
+    A chunk is a run of :func:`chunk_rows` rows of the plane after the LRN axis (the
+    whole plane when it is small or symbolic), or a row along the LRN axis when that is
+    the last one. The block holds the largest sum per chunk, compared as integer bits, so
+    NaN and Inf are out of range.
+    """
+    limit = fmt.i(int(np.array(bound, dtype=fmt.float).view(fmt.int)))
+    ndim = len(shape)
+    if axis == ndim - 1:  # channels-last: one flag per row along the LRN axis
+        r_row = te.reduce_axis((0, shape[axis]), name="r_range")
+        lead = list(shape[:axis]) or [1]
+
+        def row_range(*g):
+            idx = [*g[:axis], r_row]
+            return te.max(fmt.magnitude_bits(sumsq(*idx)), axis=r_row)
+
+        ranges = te.compute(lead, row_range, name="lrn_range")
+        return lambda idx: ranges(*(idx[:axis] or [0])) <= limit
+
+    rows = chunk_rows(shape[axis + 1 :])
+    first = shape[axis + 1]
+    chunks = 1 if rows is None else int(first) // rows
+    r_rows = te.reduce_axis((0, first if rows is None else rows), name="r_range_rows")
+    r_rest = [te.reduce_axis((0, shape[d]), name=f"r_range{d}") for d in range(axis + 2, ndim)]
+
+    def chunk_range(*g):
+        row = r_rows if rows is None else g[axis + 1] * rows + r_rows
+        idx = [*g[: axis + 1], row, *r_rest]
+        return te.max(fmt.magnitude_bits(sumsq(*idx)), axis=[r_rows, *r_rest])
+
+    ranges = te.compute([*shape[: axis + 1], chunks], chunk_range, name="lrn_range")
+
+    def in_range(idx):
+        chunk = 0 if rows is None else idx[axis + 1] // rows
+        return ranges(*idx[: axis + 1], chunk) <= limit
+
+    return in_range
+
+
+def _plain(xi, sumsq, params: LRNParams, fmt: _Format):
+    """``x_i * (bias + alpha * sumsq) ** -beta`` as written (the in-range fast path)."""
+    d = fmt.f(params.bias)
+    if params.alpha > 0:
+        d = d + fmt.f(params.alpha) * sumsq
+    quarters = _QUARTER_BETAS.get(params.beta)
+    if quarters is None:
+        return xi * tirx.pow(d, fmt.f(-params.beta))
+    if quarters == 4:
+        return xi / d
+    if quarters == 2:
+        return xi / tirx.sqrt(d)
+    root4 = tirx.sqrt(tirx.sqrt(d))
+    return xi / root4 if quarters == 1 else xi / (tirx.sqrt(d) * root4)
 
 
 def _finish(xi, wmax, sumsq, k, params: LRNParams, fmt: _Format):
@@ -358,19 +585,17 @@ def _inf_rule(xi, finite_y, params: LRNParams, fmt: _Format):
     return tirx.Select(x_inf, at_inf, signed_zero)
 
 
-def _unsafe_lrn(data, params, fmt, windowed, reduce_axis):
-    """The textbook form (square, sum, pow in the compute dtype): for benchmarks only."""
+def _unscaled_lrn(data, params, fmt, x, windowed, reduce_axis):
+    """The fast path alone, without range guard or scaling: for benchmarks only."""
     r = reduce_axis("r_sum")
 
     def window_sumsq(*idx):
         value, valid = windowed(idx, r)
-        return te.sum(tirx.if_then_else(valid, value * value, fmt.f(0.0)), axis=r)
+        return te.sum(fmt.masked(valid, value * value), axis=r)
 
     sumsq = te.compute(data.shape, window_sumsq, name="lrn_window_sumsq")
 
     def output(*idx):
-        d = fmt.f(params.bias) + fmt.f(params.alpha) * sumsq(*idx)
-        y = data(*idx).astype(fmt.float) * tirx.pow(d, fmt.f(-params.beta))
-        return y.astype(data.dtype)
+        return _plain(x(*idx), sumsq(*idx), params, fmt).astype(data.dtype)
 
     return te.compute(data.shape, output, name="lrn", tag="lrn")

@@ -17,7 +17,12 @@ __all__ = ["run", "lrn_primfunc"]
 
 
 def lrn_primfunc(
-    ndim: int, dtype: str, params: LRNParams, *, safe_scaling: bool = True
+    ndim: int,
+    dtype: str,
+    params: LRNParams,
+    *,
+    safe_scaling: bool = True,
+    guarded: bool | None = None,
 ) -> tvm.tirx.PrimFunc:
     """A PrimFunc ``main(x, y)`` for every shape of rank ``ndim`` (int64 symbolic dims).
 
@@ -31,6 +36,8 @@ def lrn_primfunc(
         Canonical parameters; the axis is checked against ``ndim``.
     safe_scaling : bool
         ``False`` only for benchmarks (see :func:`tvm_lrn.compute.lrn`).
+    guarded : bool, optional
+        The safe form (see :func:`tvm_lrn.compute.lrn`); ``False`` for GPU targets.
 
     Returns
     -------
@@ -40,13 +47,19 @@ def lrn_primfunc(
     params = params.with_axis(ndim)
     shape = [te.var(f"n{i}", dtype="int64") for i in range(ndim)]
     x = te.placeholder(shape, check_dtype(dtype), name="x")
-    y = compute.lrn(x, params, safe_scaling=safe_scaling)
+    y = compute.lrn(x, params, safe_scaling=safe_scaling, guarded=guarded)
     func = te.create_prim_func([x, y])
     return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
 
 
+def _guarded_for(target: tvm.target.Target) -> bool | None:
+    """The safe form for ``target`` (see :func:`tvm_lrn.compute.lrn`): the guarded one,
+    except on GPUs, where each thread computes its own window (the scaled form)."""
+    return False if "gpu" in target.keys else None
+
+
 @functools.lru_cache(maxsize=64)
-def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str):
+def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str, guarded: bool | None):
     from .strategy import schedule_primfunc  # late: the strategy imports tvm.s_tir
 
     target = _TARGETS[target_json]
@@ -56,7 +69,7 @@ def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str):
         from .strategy import set_precise_cuda_math
 
         set_precise_cuda_math(True)
-    func = schedule_primfunc(lrn_primfunc(ndim, dtype, params), target)
+    func = schedule_primfunc(lrn_primfunc(ndim, dtype, params, guarded=guarded), target)
     return tvm.compile(func, target=target)
 
 
@@ -95,7 +108,7 @@ def run(x, *, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch",
     target = resolve_target(target)
     key = str(target)
     _TARGETS.setdefault(key, target)
-    kernel = _kernel(x.ndim, dtype, params, key)
+    kernel = _kernel(x.ndim, dtype, params, key, _guarded_for(target))
     if is_torch:
         import torch
 

@@ -7,9 +7,10 @@ named ``relax.<flat_name>`` because only that prefix prints as ``R.tvm_lrn(...)`
 builder :func:`tvm_lrn` is installed on ``tvm.relax.script`` (and its parser) so printed
 modules parse back.
 
-Legalization calls :func:`tvm_lrn.compute.lrn` through ``bb.call_te`` and produces a
-PrimFunc named ``lrn`` that carries the parameters as ``tvm_lrn.*`` attributes (how the
-strategy, the tuner and :mod:`tvm_lrn.build` recognize LRN kernels) and
+Legalization builds :func:`tvm_lrn.compute.lrn` (the guarded form, or the scaled form
+under a GPU target) into a PrimFunc named ``lrn`` that carries the parameters as
+``tvm_lrn.*`` attributes (how the strategy, the tuner and :mod:`tvm_lrn.build` recognize
+LRN kernels) and
 ``op_pattern = kOpaque`` so that FuseOps leaves it alone and the attributes survive.
 """
 
@@ -154,7 +155,9 @@ def _infer_type(call: relax.Call, bb: relax.BlockBuilder) -> relax.TensorType:
 # --------------------------------------------------------------------------- legalization
 
 
-def lrn_primfunc(ty: relax.TensorType, params: LRNParams) -> tvm.tirx.PrimFunc:
+def lrn_primfunc(
+    ty: relax.TensorType, params: LRNParams, guarded: bool | None = None
+) -> tvm.tirx.PrimFunc:
     """The LRN PrimFunc ``(x, y)`` for inputs of type ``ty``, tagged with ``tvm_lrn.*``.
 
     Static dimensions stay constants; each symbolic one becomes its own int64 variable,
@@ -166,12 +169,19 @@ def lrn_primfunc(ty: relax.TensorType, params: LRNParams) -> tvm.tirx.PrimFunc:
         Input type with a known shape.
     params : LRNParams
         Canonical parameters.
+    guarded : bool, optional
+        The safe form (see :func:`tvm_lrn.compute.lrn`); by default the guarded form,
+        except under a GPU target (``Target.current()``, which ``tvm.compile`` sets
+        while it legalizes), where it is the scaled one.
 
     Returns
     -------
     tvm.tirx.PrimFunc
         No ``global_symbol``; attributes from :func:`primfunc_attrs`.
     """
+    if guarded is None:
+        target = tvm.target.Target.current(allow_none=True)
+        guarded = None if target is None or "gpu" not in target.keys else False
     shape = []
     for i, dim in enumerate(ty.shape.values):
         if isinstance(dim, tvm.tirx.IntImm):
@@ -179,7 +189,7 @@ def lrn_primfunc(ty: relax.TensorType, params: LRNParams) -> tvm.tirx.PrimFunc:
         else:
             shape.append(te.var(f"n{i}", dtype="int64"))
     data = te.placeholder(shape, str(ty.dtype), name="x")
-    out = compute.lrn(data, params)
+    out = compute.lrn(data, params, guarded=guarded)
     # Not bb.call_te: it always builds with index_dtype_override="int64", which also widens
     # the int32 exponent arithmetic of the safe compute (bit-casts to float32) into int64
     # and LLVM then rejects the i64 -> float bitcast. Relax shapes are int64 already, so

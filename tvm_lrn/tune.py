@@ -743,7 +743,7 @@ def _cpu_variant_space(target: Target):
 
 def _cpu_variant(sch, target: Target):
     from .strategy.common import lrn_blocks
-    from .strategy.cpu import vector_bits
+    from .strategy.cpu import _static_plane, vector_bits
 
     if target.kind.name != "llvm":
         return []
@@ -753,6 +753,11 @@ def _cpu_variant(sch, target: Target):
     bits = max(32, int(blocks.compute_dtype.replace("float", "")))
     lanes = max(1, vector_bits(target) // bits)
     loops = sch.get_loops(blocks.output)
+    func = sch.mod["main"]
+    if _static_plane(func, [sch.get(loop).extent for loop in loops]) is not None:
+        return _cpu_plane_variants(sch, int(func.attrs["tvm_lrn.axis"]), lanes)
+    if blocks.guards:
+        return []  # rows of a guarded form: the rule's root sums, no tile to tune
     extent = sch.get(loops[-1]).extent
     if not isinstance(extent, tvm.tirx.IntImm):
         return []  # symbolic: the rule's partitioned tail is the only sound choice
@@ -773,12 +778,33 @@ def _cpu_variant(sch, target: Target):
         sch.reorder(window, spatial)
         sch.vectorize(spatial)
     sch.vectorize(lane_loop)
-    unroll = sch.sample_categorical([0, 16, 64], [1 / 3, 1 / 3, 1 / 3])
-    sch.annotate(tile_loop, "pragma_auto_unroll_max_step", unroll)
-    sch.annotate(tile_loop, "pragma_unroll_explicit", 1)
+    _sample_unroll(sch, tile_loop)
     # The search draws its initial candidates uniformly over design spaces, and the
     # generic space brings about ten: as many copies of this one give it half the draws.
     return [sch] + [sch.copy() for _ in range(_VARIANT_WEIGHT - 1)]
+
+
+def _sample_unroll(sch, loop) -> None:
+    unroll = sch.sample_categorical([0, 16, 64], [1 / 3, 1 / 3, 1 / 3])
+    sch.annotate(loop, "pragma_auto_unroll_max_step", unroll)
+    sch.annotate(loop, "pragma_unroll_explicit", 1)
+
+
+def _cpu_plane_variants(sch, axis: int, lanes: int):
+    """The rule's plane schedule with 1, 2 or 4 registers per vector step, each with a
+    sampled unroll depth (separate design spaces: the step decides where the vector
+    loop is partitioned, which a mutated decision could not follow)."""
+    from .strategy.common import lrn_blocks
+    from .strategy.cpu import _schedule_planes
+
+    spaces = []
+    for registers in (1, 2, 4):
+        variant = sch.copy()
+        at = _schedule_planes(variant, lrn_blocks(variant), axis, lanes, registers)
+        _sample_unroll(variant, at)
+        spaces.append(variant)
+    copies = max(1, _VARIANT_WEIGHT // len(spaces))
+    return [s.copy() for s in spaces for _ in range(copies)]
 
 
 # --------------------------------------------------------------------------- measuring
@@ -1116,19 +1142,21 @@ def tune(
         raise ValueError(f"trials must be a positive integer, got {trials!r}")
     if model is not None and shapes is not None:
         raise TypeError("pass either model or shapes, not both")
-    if model is not None:
-        workloads = extract_workloads(model)
-        if not workloads:
-            raise ValueError("the model has no LRN (relax.tvm_lrn) to tune")
-    elif shapes is not None:
-        if params is None:
-            params = canonicalize(size, alpha, beta, bias, axis, convention)
-        workloads = lrn_workloads(shapes, dtypes, params)
-    else:
-        raise TypeError("tune needs a model or shapes")
-
     start = time.time()
     target = _tuning_target(target)
+    # Legalized under the target, as tvm.compile legalizes: GPUs get another safe form.
+    with target:
+        if model is not None:
+            workloads = extract_workloads(model)
+            if not workloads:
+                raise ValueError("the model has no LRN (relax.tvm_lrn) to tune")
+        elif shapes is not None:
+            if params is None:
+                params = canonicalize(size, alpha, beta, bias, axis, convention)
+            workloads = lrn_workloads(shapes, dtypes, params)
+        else:
+            raise TypeError("tune needs a model or shapes")
+
     cores = int(target.attrs.get("num-cores", 0) or _physical_cores())
     work_dir = str(Path(work_dir).expanduser())
     os.makedirs(work_dir, exist_ok=True)

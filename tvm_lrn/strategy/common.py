@@ -15,12 +15,15 @@ __all__ = [
     "walk",
     "OUTPUT",
     "REDUCTIONS",
+    "GUARDS",
 ]
 
 #: Name of the elementwise output block of :func:`tvm_lrn.compute.lrn`.
 OUTPUT = "lrn"
 #: The window reductions, in the order they are produced (the sum reads the max).
 REDUCTIONS = ("lrn_window_max", "lrn_window_sumsq")
+#: The range guard of the guarded form: the largest window sum per plane (or row).
+GUARDS = ("lrn_range",)
 
 
 def is_lrn_primfunc(func) -> bool:
@@ -43,7 +46,7 @@ def is_lrn_primfunc(func) -> bool:
     if attrs is not None and any(str(k).startswith("tvm_lrn.") for k in attrs.keys()):
         return True
     names = _block_names(func)
-    return OUTPUT in names and names <= {OUTPUT, *REDUCTIONS}
+    return OUTPUT in names and names <= {OUTPUT, *REDUCTIONS, *GUARDS}
 
 
 def walk(stmt, visit) -> None:
@@ -105,11 +108,15 @@ class LRNBlocks:
         The window reductions present, producers first (none when ``beta == 0``).
     compute_dtype : str
         The dtype the window sums are computed in (float32 or float64).
+    guards : list of s_tir.SBlockRV
+        The range guard (``lrn_range``) when present: the largest window sum per plane
+        or row, which decides between the fast path and the float64 fallback.
     """
 
     output: object
     reductions: list
     compute_dtype: str
+    guards: list
 
 
 def lrn_blocks(sch: s_tir.Schedule) -> LRNBlocks | None:
@@ -129,7 +136,7 @@ def lrn_blocks(sch: s_tir.Schedule) -> LRNBlocks | None:
     except (s_tir.ScheduleError, ValueError, RuntimeError):
         return None
     by_name = {sch.get(b).name_hint: b for b in children}
-    if OUTPUT not in by_name or set(by_name) - {OUTPUT, *REDUCTIONS}:
+    if OUTPUT not in by_name or set(by_name) - {OUTPUT, *REDUCTIONS, *GUARDS}:
         return None
     # The output must be the last block and the only one writing a function output.
     if sch.get(children[-1]).name_hint != OUTPUT:
@@ -143,7 +150,8 @@ def lrn_blocks(sch: s_tir.Schedule) -> LRNBlocks | None:
         dtype = str(sch.get(reductions[-1]).writes[0].source.dtype)
     else:
         dtype = str(out_block.writes[0].source.dtype)
-    return LRNBlocks(by_name[OUTPUT], reductions, dtype)
+    guards = [by_name[n] for n in GUARDS if n in by_name]
+    return LRNBlocks(by_name[OUTPUT], reductions, dtype, guards)
 
 
 class LRNScheduleRule(dl.ScheduleRule):

@@ -32,9 +32,12 @@ AlexNet/GoogLeNet shapes here (benchmarks/README.md).
 
 from __future__ import annotations
 
+import math
+
 from tvm import s_tir, tirx
 from tvm.target import Target, codegen
 
+from ..compute import chunk_rows
 from .common import LRNScheduleRule
 
 __all__ = ["CPULRN", "vector_bits", "choose_tile"]
@@ -121,41 +124,110 @@ def _window_along_tiles(func: tirx.PrimFunc, ndim: int) -> bool:
 
 
 #: Registers per vector step of the plane schedule.
-_PLANE_REGISTERS = 4
+_PLANE_REGISTERS = 1
 #: Largest plane (elements) the plane schedule takes: two float32 planes of 16K elements
 #: (128 KB) stay in a 1 MB L2 cache next to the input rows.
-_PLANE_MAX = 16384
+_PLANE_MAX = 65536
 
 
 def _static_plane(func: tirx.PrimFunc, loops_extents) -> int | None:
-    """Elements of the plane after the LRN axis, if static, non-empty and small enough."""
+    """Elements of the plane chunk after the LRN axis (see :func:`chunk_rows`) that one
+    step of the plane schedule covers, if the plane is static, non-empty and its chunk
+    small enough to keep its window sums in cache."""
     axis = func.attrs.get("tvm_lrn.axis")
     if axis is None or int(axis) >= len(loops_extents) - 1:
         return None
-    plane = 1
-    for extent in loops_extents[int(axis) + 1 :]:
-        if not isinstance(extent, tirx.IntImm):
-            return None
-        plane *= int(extent.value)
-    return plane if 0 < plane <= _PLANE_MAX else None
+    trailing = loops_extents[int(axis) + 1 :]
+    if not all(isinstance(extent, tirx.IntImm) for extent in trailing):
+        return None
+    extents = [int(extent.value) for extent in trailing]
+    if 0 in extents:
+        return None
+    chunk = chunk_rows(extents) * math.prod(extents[1:])
+    return chunk if chunk <= _PLANE_MAX else None
 
 
-def _schedule_planes(sch: s_tir.Schedule, blocks, axis: int, lanes: int) -> None:
-    step = _PLANE_REGISTERS * lanes
+def _schedule_guards_at(sch: s_tir.Schedule, blocks, loop) -> None:
+    """The range guard under ``loop``, its reduction fused into one plain loop.
+
+    It reads the window sums just computed (from cache); LLVM's loop vectorizer turns
+    the integer maximum into vector code.
+    """
+    for block in blocks.guards:
+        sch.compute_at(block, loop, preserve_unit_loops=True)
+        loops = sch.get_loops(block)
+        depth = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
+        inner = loops[depth + 1 :]
+        if len(inner) > 1:
+            sch.fuse(*inner)
+
+
+def _schedule_at_root(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """A window reduction or guard left at the root: parallel rows, vector lanes."""
+    loops = sch.get_loops(block)
+    n_spatial = sum(iv.iter_type == tirx.IterVar.DataPar for iv in sch.get(block).iter_vars)
+    spatial, reduce = loops[:n_spatial], loops[n_spatial:]
+    if len(reduce) > 1:
+        sch.fuse(*reduce)
+    if len(spatial) > 1:
+        sch.parallel(sch.fuse(*spatial[:-1]))
+    extent = sch.get(spatial[-1]).extent if len(spatial) > 1 else None
+    if reduce and isinstance(extent, tirx.IntImm):
+        tile, has_tail = choose_tile(extent, lanes)
+        if tile > 1 and not has_tail:
+            _, lane_loop = sch.split(spatial[-1], [None, tile])
+            sch.reorder(sch.get_loops(block)[-1], lane_loop)
+            sch.vectorize(lane_loop)
+
+
+def _vectorize_plane(sch: s_tir.Schedule, plane_loop, step: int) -> None:
+    """Cut ``plane_loop`` into vectors of ``step`` lanes; a shorter tail stays scalar.
+
+    The split's last step is partitioned off: TVM scalarizes a vector loop that carries
+    the split's predicate (and LLVM's loop vectorizer then gives up on loops that branch
+    between the fast and the fallback path), while in the partitioned main loop the
+    predicate is provably true and simplified away. A window loop inside (reduction
+    blocks) goes between the steps and the lanes: each window step is one vector op.
+    """
+    extent = int(sch.get(plane_loop).extent)
+    if extent <= step:
+        steps, lanes = None, plane_loop
+    else:
+        steps, lanes = sch.split(plane_loop, [None, step])
+    (block,) = sch.get_child_blocks(lanes)
+    inner = sch.get_loops(block)[-1]
+    if not sch.get(inner).same_as(sch.get(lanes)):  # a window loop below the lanes
+        sch.reorder(inner, lanes)
+    sch.vectorize(lanes)
+    if steps is not None and extent % step:
+        sch.loop_partition(steps, [extent // step, None])
+
+
+def _schedule_planes(
+    sch: s_tir.Schedule, blocks, axis: int, lanes: int, registers: int = _PLANE_REGISTERS
+):
+    """The plane schedule (module docstring); returns the loop the sums sit under."""
+    step = registers * lanes
     loops = sch.get_loops(blocks.output)
     outer = sch.fuse(*loops[: axis + 1]) if axis > 0 else loops[0]
-    plane = sch.fuse(*loops[axis + 1 :]) if len(loops) - axis > 2 else loops[axis + 1]
     sch.parallel(outer)
+    trailing = loops[axis + 1 :]
+    first = int(sch.get(trailing[0]).extent)
+    rows = chunk_rows([sch.get(loop).extent for loop in trailing])
+    at = outer
+    if rows < first:  # large planes: chunks of rows, each with its sums in cache
+        at, row_loop = sch.split(trailing[0], [None, rows])
+        trailing = [row_loop, *trailing[1:]]
+    plane_loop = sch.fuse(*trailing) if len(trailing) > 1 else trailing[0]
+    _schedule_guards_at(sch, blocks, at)
     for block in reversed(blocks.reductions):
-        sch.compute_at(block, outer, preserve_unit_loops=True)
+        sch.compute_at(block, at, preserve_unit_loops=True)
+    depth = len(sch.get_loops(blocks.output)) - 1  # loops above the plane loop
     for block in blocks.reductions:
-        *spatial, window = sch.get_loops(block)[1:]
-        fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
-        steps, lanes_loop = sch.split(fused, [None, step])
-        sch.reorder(steps, window, lanes_loop)  # each window step is one vector op
-        sch.vectorize(lanes_loop)
-    _, lanes_loop = sch.split(plane, [None, step])
-    sch.vectorize(lanes_loop)
+        *spatial, _window = sch.get_loops(block)[depth:]
+        _vectorize_plane(sch, sch.fuse(*spatial) if len(spatial) > 1 else spatial[0], step)
+    _vectorize_plane(sch, plane_loop, step)
+    return at
 
 
 class CPULRN(LRNScheduleRule):
@@ -187,11 +259,16 @@ class CPULRN(LRNScheduleRule):
             sch.parallel(outer)
         else:
             sch.parallel(tile_loop)  # rank 1: the tiles are the only parallelism
+        # The guard needs a whole plane of window sums before the first output: both
+        # stay at the root here (the plane schedule above keeps them in cache).
+        tiled = [] if blocks.guards else blocks.reductions
+        for block in blocks.reductions + blocks.guards if blocks.guards else []:
+            _schedule_at_root(sch, block, lanes)
         # Producers last-to-first: the sum must sit under the loop before the max can.
-        for block in reversed(blocks.reductions):
+        for block in reversed(tiled):
             sch.compute_at(block, tile_loop, preserve_unit_loops=True)
         if lane_loop is not None:
-            for block in blocks.reductions:
+            for block in tiled:
                 *_, spatial, window = sch.get_loops(block)
                 # Window outside, lanes inside: each window step is one vector op.
                 sch.reorder(window, spatial)

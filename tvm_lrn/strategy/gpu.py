@@ -3,8 +3,11 @@
 Schedule: every output loop is fused, split by a thread count and bound to
 ``blockIdx.x``/``threadIdx.x``; thread ``t`` of block ``b`` computes element
 ``b * threads + t`` of the row-major output, so a warp reads and writes consecutive
-addresses (coalesced). Both window reductions are computed inside the thread into
-``local`` (register) scalars: no intermediate tensor exists in global memory.
+addresses (coalesced). Both window reductions of the scaled form (what GPU targets
+legalize to) are computed inside the thread into ``local`` (register) scalars: no
+intermediate tensor exists in global memory. The guarded form (a PrimFunc made without
+a target) also schedules, less well: its window sums and their per-plane maximum are
+kernels of their own, one thread per output element or per plane.
 
 Numerics: TVM compiles CUDA source at module load through the global callback
 ``tvm_callback_cuda_compile``, and both its paths (nvrtc by default, nvcc with
@@ -85,11 +88,24 @@ class GPULRN(LRNScheduleRule):
 
     def schedule(self, sch: s_tir.Schedule, blocks, func: tirx.PrimFunc, target: Target):
         """Schedule the LRN blocks in ``sch`` in place (see the module docstring)."""
+        threads = self.thread_count(target)
+        if blocks.guards:  # the guard needs all sums of a plane: separate kernels
+            for block in [*blocks.reductions, *blocks.guards]:
+                n_spatial = sum(
+                    iv.iter_type == tirx.IterVar.DataPar for iv in sch.get(block).iter_vars
+                )
+                spatial = sch.get_loops(block)[:n_spatial]
+                fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+                bx, tx = sch.split(fused, [None, threads])
+                sch.bind(bx, "blockIdx.x")
+                sch.bind(tx, "threadIdx.x")
         loops = sch.get_loops(blocks.output)
         fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-        bx, tx = sch.split(fused, [None, self.thread_count(target)])
+        bx, tx = sch.split(fused, [None, threads])
         sch.bind(bx, "blockIdx.x")
         sch.bind(tx, "threadIdx.x")
+        if blocks.guards:
+            return
         for block in reversed(blocks.reductions):
             sch.compute_at(block, tx, preserve_unit_loops=True)
             # Else codegen refuses: a global buffer cannot be allocated inside a kernel.
