@@ -11,8 +11,8 @@ root, in about two to four minutes::
 
 It shares its parts instead of repeating them: the contenders are those of
 ``benchmarks/contenders.py`` with ``device="cuda"`` (tvm_lrn's static-shape kernel with the
-GPU strategy rule, the tuned database when one is shipped for this GPU, the kernel
-without the safe scaling, ``F.local_response_norm`` eager, ``torch.compile`` writing a
+GPU strategy rule, the tuned database when one is shipped for this GPU, its fast path
+without guard or fallback, ``F.local_response_norm`` eager, ``torch.compile`` writing a
 preallocated output, and ``Tensor.copy_`` as the device-to-device copy roofline); the
 output check, CSV columns, ratios and README table are ``benchmarks/run.py``'s; the CUDA
 check and the contract cases are ``scripts/gpu_check.py``'s. tvm_lrn is compiled with

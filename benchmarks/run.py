@@ -624,15 +624,15 @@ RATIO_COLUMNS = (
     "speedup_vs_best_peer",
     "best_copy",
     "fraction_of_copy",
-    "scaling_cost",
+    "safety_cost",
     "tuned_speedup",
 )
 
 
 def ratios(rows: list[dict]) -> list[dict]:
     """Per case: tvm_lrn vs torch.compile and the best peer (speedup, >1 = tvm_lrn faster),
-    the fraction of the copy roofline (copy time / tvm_lrn time), the cost of the safe
-    scaling (tvm_lrn time / no-scaling time) and the tuned database's speedup."""
+    the fraction of the copy roofline (copy time / tvm_lrn time), the cost of the safety
+    (tvm_lrn time / unguarded fast-path time) and the tuned database's speedup."""
     sys.path.insert(0, str(HERE))
     from contenders import CONTENDERS, peer_keys
 
@@ -658,7 +658,7 @@ def ratios(rows: list[dict]) -> list[dict]:
                 row["best_copy"] = best
                 row["fraction_of_copy"] = f"{copy_t[best] / ours:.3g}"
             if "tvm_lrn_unsafe" in t:
-                row["scaling_cost"] = f"{ours / t['tvm_lrn_unsafe']:.3g}"
+                row["safety_cost"] = f"{ours / t['tvm_lrn_unsafe']:.3g}"
             if "tvm_lrn_tuned" in t:
                 row["tuned_speedup"] = f"{ours / t['tvm_lrn_tuned']:.3g}"
         out.append(row)
@@ -695,7 +695,7 @@ def markdown_table(rows: list[dict], meta: dict) -> str:
         "`–` = not supported. Ratios use medians: *vs torch.compile* and *vs best peer* are "
         "speedups of tvm_lrn (>1 = tvm_lrn faster), *of copy* is the fraction of the copy "
         "roofline tvm_lrn reaches (copy time / tvm_lrn time, best of the copies), "
-        "*scaling cost* is tvm_lrn time / time without the safe scaling.",
+        "*safety cost* is tvm_lrn time / time of its fast path alone (no guard, no fallback).",
         "",
     ]
     for threads in sorted({int(r["threads"]) for r in rows}):
@@ -705,7 +705,7 @@ def markdown_table(rows: list[dict], meta: dict) -> str:
             lines.append(f"**{meta.get('device', 'GPU')}**")
         lines.append("")
         head = ["shape", "dtype"] + [CONTENDERS[k].label for k in lrn_keys] + ["best copy"]
-        head += ["vs torch.compile", "vs best peer", "of copy", "scaling cost"]
+        head += ["vs torch.compile", "vs best peer", "of copy", "safety cost"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|")
         for shape, dtype in cases:
@@ -730,7 +730,7 @@ def markdown_table(rows: list[dict], meta: dict) -> str:
                 ("speedup_vs_torch_compile", "{}x"),
                 ("speedup_vs_best_peer", "{}x"),
                 ("fraction_of_copy", "{}"),
-                ("scaling_cost", "{}x"),
+                ("safety_cost", "{}x"),
             ):
                 v = rr.get(col, "")
                 if col == "speedup_vs_best_peer" and v:
