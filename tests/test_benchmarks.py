@@ -81,3 +81,22 @@ def test_readme_markers(run_mod, tmp_path):
     text = readme.read_text()
     assert "old" not in text and "new table" in text
     assert text.startswith("intro\n") and text.endswith("outro\n")
+
+
+def test_floor_profile_tiny_case(tmp_path):
+    """benchmarks/floor.py: copy, power alone, fast path and kernel of one tiny shape,
+    written as tidy CSV rows (its own process: it sets TVM_NUM_THREADS first)."""
+    import os
+    import subprocess
+
+    out = tmp_path / "floor.csv"
+    cmd = [sys.executable, str(BENCH / "floor.py"), "--shapes", "1x16x8x8", "--repeat", "2"]
+    env = {**os.environ, "TVM_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*cmd, "--csv", str(out)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["contender"] for r in rows] == ["copy_tvm", "power_only", "tvm_lrn_unsafe", "tvm_lrn"]
+    assert all(float(r["median_ms"]) > 0 and r["threads"] == "1" for r in rows)

@@ -4,7 +4,29 @@ For output ``i`` with window ``W(i)`` along the LRN axis::
 
     y_i = x_i * (bias + alpha * s_i) ** -beta,    s_i = sum_{j in W(i)} x_j ** 2
 
-computed so that no intermediate overflows or underflows unless the result does:
+computed so that no intermediate overflows or underflows unless the result does, in
+one of two forms (both meet the same contract; tests run both).
+
+**The guarded form** (float16, bfloat16 and float32 inputs with ``beta <= 2``, windows
+up to :data:`MAX_UNROLLED_WINDOW`, ordinary ``bias``/``alpha``; what CPUs get):
+
+1. ``s_i`` in float32, plainly (reduction ``lrn_window_sumsq``).
+2. The largest ``s`` of each chunk of a plane after the LRN axis (a row along the axis
+   when it is the last one), as integer bits (reduction ``lrn_range``; NaN and Inf
+   compare above every number).
+3. Where that is at most :func:`_sum_bound` (a bound derived from ``bias``, ``alpha``
+   and ``beta`` under which no intermediate can leave the comfortable normal range),
+   the textbook formula in float32, with square roots and one division for the quarter
+   betas: the fast path. Elsewhere the same formula in float64 from the window itself,
+   unrolled: float64 holds the square of any float32 number, so nothing can overflow or
+   underflow there, and Inf/NaN follow the rule below.
+
+The choice is one branch per chunk, not a select per element, so the fallback costs
+nothing where it is not taken.
+
+**The scaled form** (float64 inputs, float32 with ``beta > 2`` (computed in float64),
+long windows, extreme ``bias``; and every GPU target, whose threads each compute one
+output from its own window):
 
 1. ``M = max |x_j|`` over the window (reduction ``lrn_window_max``).
 2. ``S = sum (x_j * 2**k) ** 2`` with ``2**k`` the power of two that brings ``M`` near 1

@@ -802,6 +802,7 @@ def _cpu_plane_variants(sch, axis: int, lanes: int):
         variant = sch.copy()
         at = _schedule_planes(variant, lrn_blocks(variant), axis, lanes, registers)
         _sample_unroll(variant, at)
+
         spaces.append(variant)
     copies = max(1, _VARIANT_WEIGHT // len(spaces))
     return [s.copy() for s in spaces for _ in range(copies)]
@@ -1279,6 +1280,21 @@ def _commit_rule_records(results, target, rule, builder, runner, database, prog)
         prog.update(i, [secs], search=False)
 
 
+def _postprocs(target: Target):
+    """MetaSchedule's postprocessors for ``target``, without RewriteReductionBlock on CPUs.
+
+    That pass cannot decompose the reductions the plane schedule partitions (two blocks
+    write one buffer), so it would reject every plane variant; lowering handles the
+    reduction inits without it (LowerInitBlock), at no cost for LRN's short windows.
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    if target.kind.name != "llvm":
+        return "from-target"
+    procs = ms.Postproc.create("llvm")
+    return [p for p in procs if not isinstance(p, ms.postproc.RewriteReductionBlock)]
+
+
 def _make_tasks(workloads, target, rule, work_dir, seed, cores, get_loggers, fork_seed, trials):
     """``(index, TuneContext, design spaces)`` per workload whose space can be generated."""
     from tvm.s_tir import meta_schedule as ms
@@ -1290,7 +1306,8 @@ def _make_tasks(workloads, target, rule, work_dir, seed, cores, get_loggers, for
         zip(workloads, get_loggers(work_dir, names), fork_seed(seed, n=len(workloads)), strict=True)
     ):
         space = ms.space_generator.SpaceGeneratorUnion(
-            [_generic_space(target), _rule_space(target, rule), _cpu_variant_space(target)]
+            [_generic_space(target), _rule_space(target, rule), _cpu_variant_space(target)],
+            postprocs=_postprocs(target),
         )
         strategy = ms.search_strategy.EvolutionarySearch(
             population_size=population, init_min_unmeasured=min(50, population)

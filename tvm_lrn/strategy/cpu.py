@@ -1,6 +1,25 @@
 """CPU (llvm) schedule rule for the LRN PrimFunc.
 
-Loop structure produced, for an output of shape ``(d0, ..., d_{n-1})``::
+Plane schedule (static planes after the LRN axis, e.g. H*W in NCHW: every model's
+case)::
+
+    parallel for (n, c) fused:                      # one task per plane
+      for chunk in chunks of rows (chunk_rows):     # the whole plane when it is small
+        for step: for r in window: vector: sum      # window sums of the chunk (cache)
+        guard: the largest sum of the chunk         # guarded form only
+        for step: vector: output                    # fast path or fallback, per chunk
+        (scalar tail of the last step)
+
+Each reduction and the output are one loop over the flattened chunk, cut into vectors
+of ``_PLANE_REGISTERS`` registers; the window loop sits between the steps and the
+lanes, so each window step is one vector operation. The vector loop is partitioned at
+its last full step rather than split with a predicate (TVM scalarizes a predicated
+vector loop, and LLVM then fails to vectorize loops that branch between the fast path
+and the fallback). This avoids the odd row lengths of NCHW images (55, 27) and keeps
+the window sums of a chunk in L1/L2. The scaled form's two reductions are scheduled
+the same way.
+
+Row schedule (symbolic planes, channels-last, rank 1)::
 
     parallel for (d0 .. d_{n-2}) fused:          # one task per row of the contiguous dim
       for t in tiles of d_{n-1}:                 # VL elements per tile
@@ -8,11 +27,12 @@ Loop structure produced, for an output of shape ``(d0, ..., d_{n-1})``::
         for r in window: vectorized for VL: sum  # the scaled sum of squares
         vectorized for VL: output                # reads both from a VL-element buffer
 
-The two reductions are computed at the tile loop, so their results live in
-VL-element buffers (registers or L1) instead of full-size intermediates, and every
-input row is read from cache ``size`` times. When the LRN axis is the last one
-(channels-last), the tile runs along the LRN axis itself: the window loads become
-unaligned vector loads, with the zero padding as lane-wise selects.
+The scaled form's reductions are computed at the tile loop into VL-element buffers.
+The guarded form needs all sums of a row or plane before its first output, so its sums
+and guard are loops of their own at the root (parallel, vectorized where the last
+extent is static). When the LRN axis is the last one (channels-last), the tile runs
+along the LRN axis itself: the window loads become unaligned vector loads, with the
+zero padding as a lane-wise bit mask.
 
 Tails: a static contiguous extent is tiled by a divisor of it (LLVM splits vectors of
 any length into registers, e.g. 55 = 5 x 11 gives ``<11 x float>``), so no tail exists.
@@ -20,14 +40,6 @@ A symbolic extent is tiled by one register width and the tile loop gets
 ``pragma_loop_partition_hint``: TVM's LoopPartition pass then emits a predicate-free
 vectorized main loop and a scalar tail. (The hint does not survive ``NarrowDataType``
 on static shapes in TVM 0.27, which is why static shapes use divisors instead.)
-
-Planes: with a static shape whose LRN axis is not the last one, the elements after the
-axis form a contiguous plane (H*W in NCHW). When the plane is small enough for its two
-intermediates to stay in L2, the rule instead runs one parallel task per (n, c) plane:
-each reduction, and then the output, is one loop over the flattened plane cut into
-``_PLANE_REGISTERS`` registers per step. This avoids the odd row lengths of
-NCHW images (55, 27) and measured 2 to 3.5 times faster than the row tiles on the
-AlexNet/GoogLeNet shapes here (benchmarks/README.md).
 """
 
 from __future__ import annotations
