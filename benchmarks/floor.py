@@ -82,8 +82,7 @@ def measure(shape, threads: int, repeat: int) -> list[dict]:
     for key, (op, func, io_shape) in kernels.items():
         if op == "lrn":
             func = schedule_primfunc(func, target)
-        kernel = c._compile_kernel(func, "cpu")
-        mod = getattr(kernel, "mod", kernel)
+        mod = tvm.compile(func.with_attr("global_symbol", "main"), target=target).mod
         xt = tvm.runtime.tensor(x.reshape(io_shape))
         yt = tvm.runtime.empty(io_shape, "float32")
         timer = mod.time_evaluator("main", tvm.cpu(), number=10, repeat=repeat)
