@@ -300,21 +300,21 @@ def _guarded_form_applies(params: LRNParams, fmt: _Format) -> bool:
         return False
     if _sum_bound(params, fmt) is None:
         return False
-    bias_ok = params.bias == 0 or params.bias >= 2.0**-1000
     alpha_ok = params.alpha == 0 or 2.0**-700 <= params.alpha <= 2.0**700
-    return bias_ok and alpha_ok
+    return params.bias >= 2.0**-1000 and alpha_ok  # (bias > 0: _sum_bound has a range)
 
 
 def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed, reduce_axis):
     """The fast form behind a range guard (blocks ``lrn_window_sumsq``, ``lrn_range``,
     ``lrn``).
 
-    Where every window sum of squares of a plane is at most :func:`_sum_bound`, the
-    textbook formula in float32 cannot overflow or underflow, and is taken. Elsewhere (huge or
-    tiny values, Inf, NaN) the output is computed in float64 from the window itself,
-    unrolled: float64 holds the square of every float32 number, so it needs no scaling.
-    The guard is one flag per plane (per row when the LRN axis is the last one), so the
-    choice is one branch per vector and the fallback costs nothing where it is not taken.
+    Where every window sum of squares of a chunk is at most :func:`_sum_bound`, the
+    textbook formula in float32 cannot overflow or underflow, and is taken. Elsewhere
+    (huge or tiny values, Inf, NaN) the output is computed in float64 from the window
+    itself, unrolled: float64 holds the square of every float32 number, so it needs no
+    scaling. The guard is one flag per chunk of a plane (per row when the LRN axis is
+    the last one), so the choice is one branch per vector and the fallback costs
+    nothing where it is not taken.
     """
     shape, axis = data.shape, params.axis
     r_sum = reduce_axis("r_sum")
