@@ -185,6 +185,11 @@ def test_cpu_plane_schedule_chunks_large_planes():
     loops = enclosing_loops(func)
     for name in ("lrn_window_sumsq", "lrn_range", "lrn"):
         assert loops[name][:2] == [(tirx.ForKind.PARALLEL, 8), chunk_loop], (name, loops[name])
+    # int64 shapes as Relax legalizes them: it compiles, and one chunk takes the fallback
+    x = np.random.default_rng(5).standard_normal((2, 4, 224, 224)).astype(np.float32)
+    x[1, 2, 100, 7] = 1e30
+    _, out = run_cpu(schedule_primfunc(make(x.shape, "float32", params, True), HOST), x)
+    check_against_exact(out, reference.lrn_exact(x, params), "float32")
 
 
 def test_choose_tile():

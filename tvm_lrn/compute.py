@@ -477,7 +477,12 @@ def _range_guard(shape, axis: int, fmt: _Format, sumsq, bound: float):
     rows = chunk_rows(shape[axis + 1 :])
     first = shape[axis + 1]
     chunks = 1 if rows is None else int(first) // rows
-    r_rows = te.reduce_axis((0, first if rows is None else rows), name="r_range_rows")
+    if rows is None:
+        r_rows = te.reduce_axis((0, first), name="r_range_rows")
+    else:  # a constant of the shape's index type (int64 when Relax legalizes)
+        dtype = str(first.ty) if hasattr(first, "ty") else "int32"
+        extent = (tirx.const(0, dtype), tirx.const(rows, dtype))
+        r_rows = te.reduce_axis(extent, name="r_range_rows")
     r_rest = [te.reduce_axis((0, shape[d]), name=f"r_range{d}") for d in range(axis + 2, ndim)]
 
     def chunk_range(*g):

@@ -184,12 +184,17 @@ def _schedule_at_root(sch: s_tir.Schedule, block, lanes: int) -> None:
     if len(spatial) > 1:
         sch.parallel(sch.fuse(*spatial[:-1]))
     extent = sch.get(spatial[-1]).extent if len(spatial) > 1 else None
-    if reduce and isinstance(extent, tirx.IntImm):
-        tile, has_tail = choose_tile(extent, lanes)
-        if tile > 1 and not has_tail:
-            _, lane_loop = sch.split(spatial[-1], [None, tile])
-            sch.reorder(sch.get_loops(block)[-1], lane_loop)
-            sch.vectorize(lane_loop)
+    if not reduce or extent is None:
+        return
+    tile, has_tail = choose_tile(extent, lanes) if isinstance(extent, tirx.IntImm) else (1, True)
+    if tile > 1 and not has_tail:
+        _, lane_loop = sch.split(spatial[-1], [None, tile])
+        sch.reorder(sch.get_loops(block)[-1], lane_loop)
+        sch.vectorize(lane_loop)
+    elif len(reduce) == 1:
+        # A symbolic row: the window loop outside, so that the innermost loop runs
+        # along contiguous memory and LLVM's loop vectorizer takes it.
+        sch.reorder(sch.get_loops(block)[-1], spatial[-1])
 
 
 def _vectorize_plane(sch: s_tir.Schedule, plane_loop, step: int) -> None:
