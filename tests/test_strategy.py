@@ -209,8 +209,9 @@ def _asm(target, shape=(1, 16, 8, 48), axis=1, dtype="float32", static=True):
 
 
 # libm calls the compute itself makes (pow/exp2, until they are replaced by vector
-# forms), and TVM's error reporting; anything else would be a scalarized helper.
-ALLOWED_CALLS = {"powf", "exp2f", "pow", "exp2"}
+# forms), TVM's error reporting, and memset (LLVM's form of a loop that zeroes the
+# window sums); anything else would be a scalarized helper.
+ALLOWED_CALLS = {"powf", "exp2f", "pow", "exp2", "memset"}
 
 
 def _calls(asm):
