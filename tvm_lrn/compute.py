@@ -65,7 +65,7 @@ from tvm import te, tirx
 
 from .spec import LRNParams, check_dtype
 
-__all__ = ["lrn", "compute_dtype", "chunk_rows"]
+__all__ = ["lrn", "compute_dtype", "chunk_rows", "guarded_for"]
 
 # Bits of beta's head: beta_head * G must be exact for |G| < 2**_G_BITS.
 _G_BITS = 12
@@ -283,6 +283,24 @@ def lrn(
     return _scaled_lrn(data, params, fmt, x, windowed, reduce_axis)
 
 
+def guarded_for(target) -> bool | None:
+    """The ``guarded`` argument of :func:`lrn` that suits ``target``.
+
+    Parameters
+    ----------
+    target : tvm.target.Target or None
+        The compilation target, if known.
+
+    Returns
+    -------
+    bool or None
+        ``False`` (the scaled form) for GPU targets, whose threads each compute one
+        output from its own window; ``None`` (the guarded form where it applies)
+        otherwise.
+    """
+    return False if target is not None and "gpu" in target.keys else None
+
+
 #: Longest window the float64 fallback of the guarded form unrolls (one load per step).
 MAX_UNROLLED_WINDOW = 32
 
@@ -317,13 +335,7 @@ def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed, reduce_axis
     nothing where it is not taken.
     """
     shape, axis = data.shape, params.axis
-    r_sum = reduce_axis("r_sum")
-
-    def window_sumsq(*idx):
-        value, valid = windowed(idx, r_sum)
-        return te.sum(fmt.masked(valid, value * value), axis=r_sum)
-
-    sumsq = te.compute(shape, window_sumsq, name="lrn_window_sumsq")
+    sumsq = _plain_sumsq(shape, fmt, windowed, reduce_axis)
     in_range = _range_guard(shape, axis, fmt, sumsq, _sum_bound(params, fmt))
 
     def output(*idx):
@@ -332,6 +344,17 @@ def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed, reduce_axis
         return tirx.if_then_else(in_range(idx), fast, wide).astype(data.dtype)
 
     return te.compute(shape, output, name="lrn", tag="lrn")
+
+
+def _plain_sumsq(shape, fmt: _Format, windowed, reduce_axis) -> te.Tensor:
+    """The window sums of squares as they come (block ``lrn_window_sumsq``)."""
+    r_sum = reduce_axis("r_sum")
+
+    def window_sumsq(*idx):
+        value, valid = windowed(idx, r_sum)
+        return te.sum(fmt.masked(valid, value * value), axis=r_sum)
+
+    return te.compute(shape, window_sumsq, name="lrn_window_sumsq")
 
 
 def _wide(idx, x, windowed, params: LRNParams):
@@ -614,13 +637,7 @@ def _inf_rule(xi, finite_y, params: LRNParams, fmt: _Format):
 
 def _unscaled_lrn(data, params, fmt, x, windowed, reduce_axis):
     """The fast path alone, without range guard or scaling: for benchmarks only."""
-    r = reduce_axis("r_sum")
-
-    def window_sumsq(*idx):
-        value, valid = windowed(idx, r)
-        return te.sum(fmt.masked(valid, value * value), axis=r)
-
-    sumsq = te.compute(data.shape, window_sumsq, name="lrn_window_sumsq")
+    sumsq = _plain_sumsq(data.shape, fmt, windowed, reduce_axis)
 
     def output(*idx):
         return _plain(x(*idx), sumsq(*idx), params, fmt).astype(data.dtype)

@@ -180,8 +180,7 @@ def lrn_primfunc(
         No ``global_symbol``; attributes from :func:`primfunc_attrs`.
     """
     if guarded is None:
-        target = tvm.target.Target.current(allow_none=True)
-        guarded = None if target is None or "gpu" not in target.keys else False
+        guarded = compute.guarded_for(tvm.target.Target.current(allow_none=True))
     shape = []
     for i, dim in enumerate(ty.shape.values):
         if isinstance(dim, tvm.tirx.IntImm):

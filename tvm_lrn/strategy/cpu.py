@@ -279,8 +279,9 @@ class CPULRN(LRNScheduleRule):
         # The guard needs a whole plane of window sums before the first output: both
         # stay at the root here (the plane schedule above keeps them in cache).
         tiled = [] if blocks.guards else blocks.reductions
-        for block in blocks.reductions + blocks.guards if blocks.guards else []:
-            _schedule_at_root(sch, block, lanes)
+        if blocks.guards:
+            for block in [*blocks.reductions, *blocks.guards]:
+                _schedule_at_root(sch, block, lanes)
         # Producers last-to-first: the sum must sit under the loop before the max can.
         for block in reversed(tiled):
             sch.compute_at(block, tile_loop, preserve_unit_loops=True)
