@@ -12,6 +12,7 @@ __all__ = [
     "LRNScheduleRule",
     "is_lrn_primfunc",
     "lrn_blocks",
+    "split_loops",
     "walk",
     "OUTPUT",
     "REDUCTIONS",
@@ -152,6 +153,26 @@ def lrn_blocks(sch: s_tir.Schedule) -> LRNBlocks | None:
         dtype = str(out_block.writes[0].source.dtype)
     guards = [by_name[n] for n in GUARDS if n in by_name]
     return LRNBlocks(by_name[OUTPUT], reductions, dtype, guards)
+
+
+def split_loops(sch: s_tir.Schedule, block) -> tuple[list, list]:
+    """The loops of a block at the root, as ``(spatial, reduction)`` lists.
+
+    Parameters
+    ----------
+    sch : s_tir.Schedule
+        The schedule.
+    block : s_tir.SBlockRV
+        A block whose loops are still one per block variable, spatial ones first (as
+        ``te.create_prim_func`` makes them).
+
+    Returns
+    -------
+    (list of LoopRV, list of LoopRV)
+    """
+    loops = sch.get_loops(block)
+    n_spatial = sum(iv.iter_type == tirx.IterVar.DataPar for iv in sch.get(block).iter_vars)
+    return list(loops[:n_spatial]), list(loops[n_spatial:])
 
 
 class LRNScheduleRule(dl.ScheduleRule):

@@ -50,7 +50,7 @@ from tvm import s_tir, tirx
 from tvm.target import Target, codegen
 
 from ..compute import chunk_rows
-from .common import LRNScheduleRule
+from .common import LRNScheduleRule, split_loops
 
 __all__ = ["CPULRN", "vector_bits", "choose_tile"]
 
@@ -137,8 +137,9 @@ def _window_along_tiles(func: tirx.PrimFunc, ndim: int) -> bool:
 
 #: Registers per vector step of the plane schedule.
 _PLANE_REGISTERS = 1
-#: Largest plane (elements) the plane schedule takes: two float32 planes of 16K elements
-#: (128 KB) stay in a 1 MB L2 cache next to the input rows.
+#: Largest chunk (elements) the plane schedule takes. chunk_rows keeps chunks at 8K
+#: elements where the plane allows; a plane that cannot be cut (a long prime row) stays
+#: whole up to this size (256 KB of float32 sums, within a 1 MB L2 cache).
 _PLANE_MAX = 65536
 
 
@@ -150,12 +151,10 @@ def _static_plane(func: tirx.PrimFunc, loops_extents) -> int | None:
     if axis is None or int(axis) >= len(loops_extents) - 1:
         return None
     trailing = loops_extents[int(axis) + 1 :]
-    if not all(isinstance(extent, tirx.IntImm) for extent in trailing):
+    rows = chunk_rows(trailing)  # None: a symbolic extent
+    if rows is None or any(int(extent.value) == 0 for extent in trailing):
         return None
-    extents = [int(extent.value) for extent in trailing]
-    if 0 in extents:
-        return None
-    chunk = chunk_rows(extents) * math.prod(extents[1:])
+    chunk = rows * math.prod(int(extent.value) for extent in trailing[1:])
     return chunk if chunk <= _PLANE_MAX else None
 
 
@@ -176,9 +175,7 @@ def _schedule_guards_at(sch: s_tir.Schedule, blocks, loop) -> None:
 
 def _schedule_at_root(sch: s_tir.Schedule, block, lanes: int) -> None:
     """A window reduction or guard left at the root: parallel rows, vector lanes."""
-    loops = sch.get_loops(block)
-    n_spatial = sum(iv.iter_type == tirx.IterVar.DataPar for iv in sch.get(block).iter_vars)
-    spatial, reduce = loops[:n_spatial], loops[n_spatial:]
+    spatial, reduce = split_loops(sch, block)
     if len(reduce) > 1:
         sch.fuse(*reduce)
     if len(spatial) > 1:

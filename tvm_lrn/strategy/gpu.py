@@ -42,7 +42,7 @@ import tvm_ffi
 from tvm import s_tir, tirx
 from tvm.target import Target
 
-from .common import LRNScheduleRule
+from .common import LRNScheduleRule, split_loops
 
 __all__ = [
     "GPULRN",
@@ -91,10 +91,7 @@ class GPULRN(LRNScheduleRule):
         threads = self.thread_count(target)
         if blocks.guards:  # the guard needs all sums of a plane: separate kernels
             for block in [*blocks.reductions, *blocks.guards]:
-                n_spatial = sum(
-                    iv.iter_type == tirx.IterVar.DataPar for iv in sch.get(block).iter_vars
-                )
-                spatial = sch.get_loops(block)[:n_spatial]
+                spatial, _ = split_loops(sch, block)
                 fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
                 bx, tx = sch.split(fused, [None, threads])
                 sch.bind(bx, "blockIdx.x")
