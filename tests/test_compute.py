@@ -239,9 +239,21 @@ def test_run_rejects_axis_out_of_range():
 
 
 def _fast_limit(size, alpha, beta, bias):
-    """The largest window sum the guarded form takes its float32 fast path for."""
+    """The largest input magnitude the guarded form takes its float32 fast path for."""
     p = canonicalize(size, alpha, beta, bias, ndim=4)
-    return compute._sum_bound(p, compute._FORMATS["float32"])
+    return compute._input_limit(p, compute._FORMATS["float32"])
+
+
+@pytest.mark.parametrize("size, alpha, beta, bias", [(5, 1e-4, 0.75, 1.0), (3, 1.0, 1.0, 1e-6)])
+def test_input_limit_bounds_every_window_sum(size, alpha, beta, bias):
+    """Inputs up to the limit keep every window sum within the fast range, exactly: the
+    limit is the largest float32 for which that holds."""
+    p = canonicalize(size, alpha, beta, bias, ndim=4)
+    bound = compute._sum_bound(p, compute._FORMATS["float32"])
+    limit = _fast_limit(size, alpha, beta, bias)
+    above = float(np.nextafter(np.float32(limit), np.float32(np.inf)))
+    assert np.float32(limit) == limit
+    assert p.size * limit * limit <= bound < p.size * above * above
 
 
 @pytest.mark.parametrize(
@@ -260,12 +272,12 @@ def test_guard_falls_back_per_plane(value):
 @pytest.mark.parametrize("factor", [0.25, 0.999, 1.001, 4.0])
 @pytest.mark.parametrize("size, alpha, beta, bias", [(5, 1e-4, 0.75, 1.0), (3, 1.0, 1.0, 1e-6)])
 def test_guard_boundary(size, alpha, beta, bias, factor):
-    """Window sums just below and just above the fast-path limit are both exact."""
+    """Inputs just below and just above the fast-path limit are both exact."""
     limit = _fast_limit(size, alpha, beta, bias)
-    assert limit is not None
     rng = np.random.default_rng(4)
     x = rng.uniform(0.9, 1.0, (1, 8, 6, 6)) * rng.choice([-1.0, 1.0], (1, 8, 6, 6))
-    x = (x * math.sqrt(limit * factor / size)).astype(np.float32)
+    x = (x * limit * factor).astype(np.float32)
+    x[0, 3, 2, 1] = np.float32(limit * factor)  # the largest magnitude, on either side
     run_and_check(x, size, alpha, beta, bias)
 
 
@@ -279,7 +291,7 @@ def test_safe_forms_chosen_per_parameters():
         names = re.findall(r'T\.sblock\("(\w+)"\)', lrn_primfunc(4, dtype, p).script())
         return set(names) - {"root"}
 
-    guarded = {"lrn_window_sumsq", "lrn_range", "lrn"}
+    guarded = {"lrn_range", "lrn"}
     scaled = {"lrn_window_max", "lrn_window_sumsq", "lrn"}
     for dtype in ("float16", "bfloat16", "float32"):
         assert blocks(dtype) == guarded

@@ -10,19 +10,23 @@ one of two forms (both meet the same contract; tests run both).
 **The guarded form** (float16, bfloat16 and float32 inputs with ``beta <= 2``, windows
 up to :data:`MAX_UNROLLED_WINDOW`, ordinary ``bias``/``alpha``; what CPUs get):
 
-1. ``s_i`` in float32, plainly (reduction ``lrn_window_sumsq``).
-2. The largest ``s`` of each chunk of a plane after the LRN axis (a row along the axis
-   when it is the last one), as integer bits (reduction ``lrn_range``; NaN and Inf
-   compare above every number).
-3. Where that is at most :func:`_sum_bound` (a bound derived from ``bias``, ``alpha``
-   and ``beta`` under which no intermediate can leave the comfortable normal range),
-   the textbook formula in float32, with square roots and one division for the quarter
-   betas: the fast path. Elsewhere the same formula in float64 from the window itself,
-   unrolled: float64 holds the square of any float32 number, so nothing can overflow or
-   underflow there, and Inf/NaN follow the rule below.
+1. The largest input magnitude of each guard block (:func:`guard_block`: a run of
+   channels along the LRN axis, with the ``size - 1`` halo channels their windows
+   reach, times a chunk of rows of the plane; a row along the axis when it is the last
+   one), as integer bits (reduction ``lrn_range``; NaN and Inf compare above every
+   number).
+2. Where that is at most :func:`_input_limit` (so every window sum is at most
+   :func:`_sum_bound`, a bound derived from ``bias``, ``alpha`` and ``beta`` under which
+   no intermediate can leave the comfortable normal range), the textbook formula in
+   float32, with square roots and one division for the quarter betas, each window sum
+   computed in the output's own loop: the fast path. Elsewhere the same formula in
+   float64 from the window itself, unrolled: float64 holds the square of any float32
+   number, so nothing can overflow or underflow there, and Inf/NaN follow the rule
+   below.
 
-The choice is one branch per chunk, not a select per element, so the fallback costs
-nothing where it is not taken.
+The choice is one branch per guard block, not a select per element, so the fallback
+costs nothing where it is not taken; and the guard reads inputs, not window sums, so
+the sums need no buffer of their own.
 
 **The scaled form** (float64 inputs, float32 with ``beta > 2`` (computed in float64),
 long windows, extreme ``bias``; and every GPU target, whose threads each compute one
@@ -65,7 +69,7 @@ from tvm import te, tirx
 
 from .spec import LRNParams, check_dtype
 
-__all__ = ["lrn", "compute_dtype", "chunk_rows", "guarded_for"]
+__all__ = ["lrn", "compute_dtype", "chunk_rows", "guard_block", "guarded_for"]
 
 # Bits of beta's head: beta_head * G must be exact for |G| < 2**_G_BITS.
 _G_BITS = 12
@@ -241,7 +245,7 @@ def lrn(
     -------
     te.Tensor
         Same shape and dtype as ``data``. The guarded form has the blocks
-        ``lrn_window_sumsq``, ``lrn_range`` and ``lrn``; the scaled form
+        ``lrn_range`` and ``lrn``; the scaled form
         ``lrn_window_max``, ``lrn_window_sumsq`` and ``lrn``.
     """
     dtype = check_dtype(data.dtype)
@@ -323,38 +327,35 @@ def _guarded_form_applies(params: LRNParams, fmt: _Format) -> bool:
 
 
 def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed, reduce_axis):
-    """The fast form behind a range guard (blocks ``lrn_window_sumsq``, ``lrn_range``,
-    ``lrn``).
+    """The fast form behind a range guard (blocks ``lrn_range``, ``lrn``).
 
-    Where every window sum of squares of a chunk is at most :func:`_sum_bound`, the
-    textbook formula in float32 cannot overflow or underflow, and is taken. Elsewhere
-    (huge or tiny values, Inf, NaN) the output is computed in float64 from the window
-    itself, unrolled: float64 holds the square of every float32 number, so it needs no
-    scaling. The guard is one flag per chunk of a plane (per row when the LRN axis is
-    the last one), so the choice is one branch per vector and the fallback costs
-    nothing where it is not taken.
+    Where no input of a guard block exceeds :func:`_input_limit` in magnitude, no window
+    sum of its outputs can exceed :func:`_sum_bound`, so the textbook formula in float32
+    cannot overflow or underflow, and is taken, with each window sum computed in the
+    output's own loop. Elsewhere (huge values, Inf, NaN) the output is computed in
+    float64 from the window itself, unrolled: float64 holds the square of every float32
+    number, so it needs no scaling. The choice is one branch per guard block (see
+    :func:`guard_block`), so the fallback costs nothing where it is not taken.
     """
-    shape, axis = data.shape, params.axis
-    sumsq = _plain_sumsq(shape, fmt, windowed, reduce_axis)
-    in_range = _range_guard(shape, axis, fmt, sumsq, _sum_bound(params, fmt))
+    del reduce_axis  # the guard makes its own reduction axes
+    in_range = _range_guard(data.shape, params, fmt, x, _input_limit(params, fmt))
 
     def output(*idx):
-        fast = _plain(x(*idx), sumsq(*idx), params, fmt)
+        fast = _plain(x(*idx), _window_sumsq(idx, windowed, params.size, fmt), params, fmt)
         wide = _wide(idx, x, windowed, params).astype(fmt.float)
         return tirx.if_then_else(in_range(idx), fast, wide).astype(data.dtype)
 
-    return te.compute(shape, output, name="lrn", tag="lrn")
+    return te.compute(data.shape, output, name="lrn", tag="lrn")
 
 
-def _plain_sumsq(shape, fmt: _Format, windowed, reduce_axis) -> te.Tensor:
-    """The window sums of squares as they come (block ``lrn_window_sumsq``)."""
-    r_sum = reduce_axis("r_sum")
-
-    def window_sumsq(*idx):
-        value, valid = windowed(idx, r_sum)
-        return te.sum(fmt.masked(valid, value * value), axis=r_sum)
-
-    return te.compute(shape, window_sumsq, name="lrn_window_sumsq")
+def _window_sumsq(idx, windowed, size: int, fmt: _Format):
+    """The window sum of squares at ``idx``, unrolled, in the order of ``te.sum``."""
+    s = None
+    for r in range(size):
+        value, valid = windowed(idx, r)
+        term = fmt.masked(valid, value * value)
+        s = term if s is None else s + term
+    return s
 
 
 def _wide(idx, x, windowed, params: LRNParams):
@@ -437,12 +438,31 @@ def _sum_bound(params: LRNParams, fmt: _Format) -> float | None:
     return None if log_s < -40 else 2.0**log_s
 
 
-#: Elements of one guard chunk at most: the window sums of a chunk stay in L1/L2.
+#: Elements of one plane chunk at most (see :func:`chunk_rows`).
 GUARD_CHUNK = 8192
+#: Elements of one guard block at most, its halo channels included: the block is read
+#: once for the guard and once more, from the L2 cache, for the outputs.
+GUARD_BLOCK = 1 << 17
+#: Channels of one guard block at most.
+GUARD_CHANNELS = 32
+#: Guard blocks (parallel tasks) a tensor should at least be cut into, where its channel
+#: count allows: fewer, larger blocks read fewer halo channels, more balance threads.
+GUARD_TASKS = 8
+
+
+def _static(extents) -> list[int] | None:
+    values = []
+    for extent in extents:
+        if isinstance(extent, tirx.IntImm):
+            extent = int(extent.value)
+        if not isinstance(extent, int):
+            return None
+        values.append(extent)
+    return values
 
 
 def chunk_rows(trailing) -> int | None:
-    """Rows of the first dimension after the LRN axis that one guard chunk holds.
+    """Rows of the first dimension after the LRN axis that one plane chunk holds.
 
     Parameters
     ----------
@@ -457,67 +477,132 @@ def chunk_rows(trailing) -> int | None:
         fits or has no divisor that gives chunks of a useful length; None when a
         dimension is symbolic (the chunk is then the whole plane).
     """
-    extents = []
-    for extent in trailing:
-        if isinstance(extent, tirx.IntImm):
-            extent = int(extent.value)
-        if not isinstance(extent, int):
-            return None
-        extents.append(extent)
+    extents = _static(trailing)
+    if extents is None:
+        return None
     first, rest = extents[0], math.prod(extents[1:])
     if first * rest <= GUARD_CHUNK:
-        return first
+        return max(first, 1)
     k = max(
         d for d in range(1, first + 1) if first % d == 0 and (d * rest <= GUARD_CHUNK or d == 1)
     )
-    # Chunks much shorter than the limit would make the per-chunk branch costly (a
+    # Chunks much shorter than the limit would make the per-chunk loop overhead costly (a
     # 1-D plane of prime length): the plane stays whole then.
     return k if k * rest >= GUARD_CHUNK // 16 else first
 
 
-def _range_guard(shape, axis: int, fmt: _Format, sumsq, bound: float):
-    """``in_range(idx)``: whether every window sum of the chunk of ``idx`` is at most
-    ``bound``, from the block ``lrn_range``.
+def guard_block(shape, axis: int, size: int) -> tuple[int, int] | None:
+    """Channels and rows of one guard block of the guarded form.
 
-    A chunk is a run of :func:`chunk_rows` rows of the plane after the LRN axis (the
-    whole plane when it is small or symbolic), or a row along the LRN axis when that is
-    the last one. The block holds the largest sum per chunk, compared as integer bits, so
-    NaN and Inf are out of range.
+    A guard block is a run of channels (along the LRN axis) times a chunk of rows of the
+    plane after it (:func:`chunk_rows`); one flag decides the form of all its outputs.
+    The CPU schedule makes one parallel task of each block: the guard reads the block
+    (and the ``size - 1`` halo channels its windows reach) once, the outputs read it
+    again from cache.
+
+    Parameters
+    ----------
+    shape : sequence of int or PrimExpr
+        The input shape.
+    axis : int
+        The LRN axis, not the last one.
+    size : int
+        The window length.
+
+    Returns
+    -------
+    (int, int) or None
+        ``(channels, rows)``, each dividing its extent: the largest divisor of the
+        channel count of at most :data:`GUARD_CHANNELS` whose block with halo stays
+        within :data:`GUARD_BLOCK` elements and that leaves :data:`GUARD_TASKS` blocks
+        (if any does; all channels when a smaller block would be mostly halo); None when
+        a dimension is symbolic (one block per leading index).
     """
-    limit = fmt.i(int(np.array(bound, dtype=fmt.float).view(fmt.int)))
-    ndim = len(shape)
+    rows = chunk_rows(shape[axis + 1 :])
+    extents = _static(shape[: axis + 2])
+    if rows is None or extents is None:
+        return None
+    lead, count = math.prod(extents[:axis]), extents[axis]
+    chunks = max(extents[axis + 1], 1) // rows
+    chunk = rows * math.prod(_static(shape[axis + 2 :]))
+    fits = [
+        d
+        for d in range(1, min(count, GUARD_CHANNELS) + 1)
+        if count % d == 0 and (d == 1 or (d + size - 1) * chunk <= GUARD_BLOCK)
+    ]
+    balanced = [d for d in fits if lead * chunks * (count // d) >= GUARD_TASKS]
+    channels = max(balanced or fits, default=1)
+    if channels < size - 1 and count * chunk <= GUARD_BLOCK:
+        channels = count  # a smaller block would be mostly halo
+    return max(channels, 1), rows
+
+
+def _input_limit(params: LRNParams, fmt: _Format) -> float:
+    """Largest input magnitude up to which every window sum stays within
+    :func:`_sum_bound`: ``size * limit**2 <= bound``, exactly (float64 holds these
+    products of float32 numbers)."""
+    bound, size = _sum_bound(params, fmt), params.size
+    limit = float(np.sqrt(np.float32(bound / size)))
+    while size * limit * limit > bound:
+        limit = float(np.nextafter(np.float32(limit), np.float32(0)))
+    return limit
+
+
+def _range_guard(shape, params: LRNParams, fmt: _Format, x, limit: float):
+    """``in_range(idx)``: whether no input of the guard block of ``idx`` exceeds
+    ``limit`` in magnitude, from the block ``lrn_range``.
+
+    The block holds the largest input magnitude of each guard block (see
+    :func:`guard_block`), halo channels included, as integer bits, so NaN and Inf are
+    out of range. When the LRN axis is the last one (channels-last) a guard block is a
+    row along it; when a dimension is symbolic, everything behind one leading index.
+    """
+    limit_bits = fmt.i(int(np.array(limit, dtype=fmt.float).view(fmt.int)))
+    axis, ndim = params.axis, len(shape)
     if axis == ndim - 1:  # channels-last: one flag per row along the LRN axis
         r_row = te.reduce_axis((0, shape[axis]), name="r_range")
         lead = list(shape[:axis]) or [1]
 
         def row_range(*g):
             idx = [*g[:axis], r_row]
-            return te.max(fmt.magnitude_bits(sumsq(*idx)), axis=r_row)
+            return te.max(fmt.magnitude_bits(x(*idx)), axis=r_row)
 
         ranges = te.compute(lead, row_range, name="lrn_range")
-        return lambda idx: ranges(*(idx[:axis] or [0])) <= limit
+        return lambda idx: ranges(*(idx[:axis] or [0])) <= limit_bits
 
-    rows = chunk_rows(shape[axis + 1 :])
-    first = shape[axis + 1]
-    chunks = 1 if rows is None else int(first) // rows
-    if rows is None:
-        r_rows = te.reduce_axis((0, first), name="r_range_rows")
-    else:  # a constant of the shape's index type (int64 when Relax legalizes)
-        dtype = str(first.ty) if hasattr(first, "ty") else "int32"
-        extent = (tirx.const(0, dtype), tirx.const(rows, dtype))
-        r_rows = te.reduce_axis(extent, name="r_range_rows")
+    block = guard_block(shape, axis, params.size)
+    count, first = shape[axis], shape[axis + 1]
     r_rest = [te.reduce_axis((0, shape[d]), name=f"r_range{d}") for d in range(axis + 2, ndim)]
+    if block is None:  # symbolic: one flag per leading index
+        r_c = te.reduce_axis((0, count), name="r_range_c")
+        r_rows = te.reduce_axis((0, first), name="r_range_rows")
 
-    def chunk_range(*g):
-        row = r_rows if rows is None else g[axis + 1] * rows + r_rows
-        idx = [*g[: axis + 1], row, *r_rest]
-        return te.max(fmt.magnitude_bits(sumsq(*idx)), axis=[r_rows, *r_rest])
+        def whole_range(*g):
+            idx = [*g[:axis], r_c, r_rows, *r_rest]
+            return te.max(fmt.magnitude_bits(x(*idx)), axis=[r_c, r_rows, *r_rest])
 
-    ranges = te.compute([*shape[: axis + 1], chunks], chunk_range, name="lrn_range")
+        ranges = te.compute([*shape[:axis], 1, 1], whole_range, name="lrn_range")
+        return lambda idx: ranges(*idx[:axis], 0, 0) <= limit_bits
+
+    channels, rows = block
+    halo = 0 if channels == int(count) else params.size - 1
+    # Constants of the shape's index type (int64 when Relax legalizes).
+    dtype = str(first.ty) if hasattr(first, "ty") else "int32"
+    r_c = te.reduce_axis((tirx.const(0, dtype), tirx.const(channels + halo, dtype)), "r_range_c")
+    r_rows = te.reduce_axis((tirx.const(0, dtype), tirx.const(rows, dtype)), "r_range_rows")
+
+    def block_range(*g):
+        c = g[axis] * channels + r_c
+        if halo:  # the channels the block's windows reach, clamped (still in a window)
+            c = tirx.max(tirx.min(c - params.lo, count - 1), 0)
+        idx = [*g[:axis], c, g[axis + 1] * rows + r_rows, *r_rest]
+        return te.max(fmt.magnitude_bits(x(*idx)), axis=[r_c, r_rows, *r_rest])
+
+    blocks = [int(count) // channels, int(first) // rows]
+    ranges = te.compute([*shape[:axis], *blocks], block_range, name="lrn_range")
 
     def in_range(idx):
-        chunk = 0 if rows is None else idx[axis + 1] // rows
-        return ranges(*idx[: axis + 1], chunk) <= limit
+        return ranges(*idx[:axis], idx[axis] // channels, idx[axis + 1] // rows) <= limit_bits
 
     return in_range
 
@@ -637,9 +722,10 @@ def _inf_rule(xi, finite_y, params: LRNParams, fmt: _Format):
 
 def _unscaled_lrn(data, params, fmt, x, windowed, reduce_axis):
     """The fast path alone, without range guard or scaling: for benchmarks only."""
-    sumsq = _plain_sumsq(data.shape, fmt, windowed, reduce_axis)
+    del reduce_axis
 
     def output(*idx):
-        return _plain(x(*idx), sumsq(*idx), params, fmt).astype(data.dtype)
+        sumsq = _window_sumsq(idx, windowed, params.size, fmt)
+        return _plain(x(*idx), sumsq, params, fmt).astype(data.dtype)
 
     return te.compute(data.shape, output, name="lrn", tag="lrn")

@@ -748,16 +748,16 @@ def _cpu_variant(sch, target: Target):
     if target.kind.name != "llvm":
         return []
     blocks = lrn_blocks(sch)
-    if blocks is None or not blocks.reductions:
+    if blocks is None or blocks.output is None:
         return []
     bits = max(32, int(blocks.compute_dtype.replace("float", "")))
     lanes = max(1, vector_bits(target) // bits)
     loops = sch.get_loops(blocks.output)
     func = sch.mod["main"]
     if _static_plane(func, [sch.get(loop).extent for loop in loops]) is not None:
-        return _cpu_plane_variants(sch, int(func.attrs["tvm_lrn.axis"]), lanes)
-    if blocks.guards:
-        return []  # rows of a guarded form: the rule's root sums, no tile to tune
+        return _cpu_plane_variants(sch, func, lanes)
+    if blocks.guards or not blocks.reductions:
+        return []  # rows of a guarded form: the rule's root guard, no tile to tune
     extent = sch.get(loops[-1]).extent
     if not isinstance(extent, tvm.tirx.IntImm):
         return []  # symbolic: the rule's partitioned tail is the only sound choice
@@ -790,7 +790,7 @@ def _sample_unroll(sch, loop) -> None:
     sch.annotate(loop, "pragma_unroll_explicit", 1)
 
 
-def _cpu_plane_variants(sch, axis: int, lanes: int):
+def _cpu_plane_variants(sch, func, lanes: int):
     """The rule's plane schedule with 1, 2 or 4 registers per vector step, each with a
     sampled unroll depth (separate design spaces: the step decides where the vector
     loop is partitioned, which a mutated decision could not follow)."""
@@ -800,7 +800,7 @@ def _cpu_plane_variants(sch, axis: int, lanes: int):
     spaces = []
     for registers in (1, 2, 4):
         variant = sch.copy()
-        at = _schedule_planes(variant, lrn_blocks(variant), axis, lanes, registers)
+        at = _schedule_planes(variant, lrn_blocks(variant), func, lanes, registers)
         _sample_unroll(variant, at)
 
         spaces.append(variant)

@@ -23,7 +23,7 @@ __all__ = [
 OUTPUT = "lrn"
 #: The window reductions, in the order they are produced (the sum reads the max).
 REDUCTIONS = ("lrn_window_max", "lrn_window_sumsq")
-#: The range guard of the guarded form: the largest window sum per plane (or row).
+#: The range guard of the guarded form: the largest input magnitude per guard block.
 GUARDS = ("lrn_range",)
 
 
@@ -110,8 +110,8 @@ class LRNBlocks:
     compute_dtype : str
         The dtype the window sums are computed in (float32 or float64).
     guards : list of s_tir.SBlockRV
-        The range guard (``lrn_range``) when present: the largest window sum per plane
-        or row, which decides between the fast path and the float64 fallback.
+        The range guard (``lrn_range``) when present: the largest input magnitude per
+        guard block, which decides between the fast path and the float64 fallback.
     """
 
     output: object
@@ -149,8 +149,9 @@ def lrn_blocks(sch: s_tir.Schedule) -> LRNBlocks | None:
     out_block = sch.get(by_name[OUTPUT])
     if reductions:
         dtype = str(sch.get(reductions[-1]).writes[0].source.dtype)
-    else:
-        dtype = str(out_block.writes[0].source.dtype)
+    else:  # window sums inline: float32 for every input narrower than float64
+        wide = str(out_block.writes[0].source.dtype) == "float64"
+        dtype = "float64" if wide else "float32"
     guards = [by_name[n] for n in GUARDS if n in by_name]
     return LRNBlocks(by_name[OUTPUT], reductions, dtype, guards)
 

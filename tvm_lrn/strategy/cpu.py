@@ -3,21 +3,21 @@
 Plane schedule (static planes after the LRN axis, e.g. H*W in NCHW: every model's
 case)::
 
-    parallel for (n, c) fused:                      # one task per plane
-      for chunk in chunks of rows (chunk_rows):     # the whole plane when it is small
-        for step: for r in window: vector: sum      # window sums of the chunk (cache)
-        guard: the largest sum of the chunk         # guarded form only
-        for step: vector: output                    # fast path or fallback, per chunk
+    parallel for (n, channel block, row chunk) fused:  # one task per guard block
+      guard: for c in block + halo: for chunk: max |x|  # guarded form only
+      for c in block:
+        (scaled form: window max and sums of the chunk, each a loop like the output's)
+        for step: vector: output                        # window sums in registers
         (scalar tail of the last step)
 
-Each reduction and the output are one loop over the flattened chunk, cut into vectors
-of ``_PLANE_REGISTERS`` registers; the window loop sits between the steps and the
-lanes, so each window step is one vector operation. The vector loop is partitioned at
-its last full step rather than split with a predicate (TVM scalarizes a predicated
-vector loop, and LLVM then fails to vectorize loops that branch between the fast path
-and the fallback). This avoids the odd row lengths of NCHW images (55, 27) and keeps
-the window sums of a chunk in L1/L2. The scaled form's two reductions are scheduled
-the same way.
+The blocks are those of :func:`tvm_lrn.compute.guard_block`: the guard reads a block
+from memory once, the outputs read it again from cache. Each reduction and the output
+are one loop over the flattened chunk, cut into vectors of ``_PLANE_REGISTERS``
+registers; the window loop sits between the steps and the lanes, so each window step is
+one vector operation. The vector loop is partitioned at its last full step rather than
+split with a predicate (TVM scalarizes a predicated vector loop, and LLVM then fails to
+vectorize loops that branch between the fast path and the fallback). This avoids the
+odd row lengths of NCHW images (55, 27).
 
 Row schedule (symbolic planes, channels-last, rank 1)::
 
@@ -28,9 +28,9 @@ Row schedule (symbolic planes, channels-last, rank 1)::
         vectorized for VL: output                # reads both from a VL-element buffer
 
 The scaled form's reductions are computed at the tile loop into VL-element buffers.
-The guarded form needs all sums of a row or plane before its first output, so its sums
-and guard are loops of their own at the root (parallel, vectorized where the last
-extent is static). When the LRN axis is the last one (channels-last), the tile runs
+The guarded form needs the guard of a row or plane before its first output, so its
+guard is a loop of its own at the root (parallel, vectorized where the last extent is
+static). When the LRN axis is the last one (channels-last), the tile runs
 along the LRN axis itself: the window loads become unaligned vector loads, with the
 zero padding as a lane-wise bit mask.
 
@@ -49,7 +49,7 @@ import math
 from tvm import s_tir, tirx
 from tvm.target import Target, codegen
 
-from ..compute import chunk_rows
+from ..compute import chunk_rows, guard_block
 from .common import LRNScheduleRule, split_loops
 
 __all__ = ["CPULRN", "vector_bits", "choose_tile"]
@@ -139,16 +139,18 @@ def _window_along_tiles(func: tirx.PrimFunc, ndim: int) -> bool:
 _PLANE_REGISTERS = 1
 #: Largest chunk (elements) the plane schedule takes. chunk_rows keeps chunks at 8K
 #: elements where the plane allows; a plane that cannot be cut (a long prime row) stays
-#: whole up to this size (256 KB of float32 sums, within a 1 MB L2 cache).
+#: whole up to this size (256 KB of float32, within a 1 MB L2 cache).
 _PLANE_MAX = 65536
 
 
 def _static_plane(func: tirx.PrimFunc, loops_extents) -> int | None:
     """Elements of the plane chunk after the LRN axis (see :func:`chunk_rows`) that one
-    step of the plane schedule covers, if the plane is static, non-empty and its chunk
-    small enough to keep its window sums in cache."""
+    step of the plane schedule covers, if the plane and the LRN axis are static, the
+    plane non-empty and its chunk small enough to stay in cache."""
     axis = func.attrs.get("tvm_lrn.axis")
     if axis is None or int(axis) >= len(loops_extents) - 1:
+        return None
+    if not isinstance(loops_extents[int(axis)], tirx.IntImm):
         return None
     trailing = loops_extents[int(axis) + 1 :]
     rows = chunk_rows(trailing)  # None: a symbolic extent
@@ -159,18 +161,19 @@ def _static_plane(func: tirx.PrimFunc, loops_extents) -> int | None:
 
 
 def _schedule_guards_at(sch: s_tir.Schedule, blocks, loop) -> None:
-    """The range guard under ``loop``, its reduction fused into one plain loop.
-
-    It reads the window sums just computed (from cache); LLVM's loop vectorizer turns
-    the integer maximum into vector code.
+    """The range guard under ``loop``: a loop over the block's channels around one
+    plain loop over its plane chunk (rows fused), which reads contiguous memory, so
+    LLVM's loop vectorizer turns the integer maximum into vector code.
     """
     for block in blocks.guards:
         sch.compute_at(block, loop, preserve_unit_loops=True)
-        loops = sch.get_loops(block)
-        depth = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(loop)))
-        inner = loops[depth + 1 :]
-        if len(inner) > 1:
-            sch.fuse(*inner)
+        n_reduce = sum(iv.iter_type == tirx.IterVar.CommReduce for iv in sch.get(block).iter_vars)
+        reduce = sch.get_loops(block)[-n_reduce:]
+        if len(reduce) > 2:
+            sch.fuse(*reduce[1:])
+        # The init before the loops: inside them, its condition would keep LLVM from
+        # vectorizing the maximum.
+        sch.decompose_reduction(block, sch.get_loops(block)[-min(n_reduce, 2)])
 
 
 def _schedule_at_root(sch: s_tir.Schedule, block, lanes: int) -> None:
@@ -217,31 +220,46 @@ def _vectorize_plane(sch: s_tir.Schedule, plane_loop, step: int) -> None:
         sch.loop_partition(steps, [extent // step, None])
 
 
+def _plane_blocking(sch: s_tir.Schedule, blocks, func: tirx.PrimFunc, extents):
+    """``(channels, rows)`` of one task of the plane schedule: the guard block of the
+    guarded form (read off the guard's buffer, so that schedule and compute agree), else
+    the block :func:`guard_block` would choose."""
+    axis = int(func.attrs["tvm_lrn.axis"])
+    if blocks.guards:
+        count, first = int(extents[axis]), int(extents[axis + 1])
+        shape = sch.get(blocks.guards[0]).writes[0].source.shape
+        return count // int(shape[axis]), first // int(shape[axis + 1])
+    lo, hi = func.attrs.get("tvm_lrn.lo", 0), func.attrs.get("tvm_lrn.hi", 0)
+    block = guard_block(extents, axis, int(lo) + int(hi) + 1)
+    # None: symbolic leading dimensions (the plane is static here); a task per plane
+    return block or (1, chunk_rows(extents[axis + 1 :]))
+
+
 def _schedule_planes(
-    sch: s_tir.Schedule, blocks, axis: int, lanes: int, registers: int = _PLANE_REGISTERS
+    sch: s_tir.Schedule, blocks, func: tirx.PrimFunc, lanes: int, registers: int = _PLANE_REGISTERS
 ):
-    """The plane schedule (module docstring); returns the loop the sums sit under."""
+    """The plane schedule (module docstring); returns the parallel task loop."""
+    axis = int(func.attrs["tvm_lrn.axis"])
     step = registers * lanes
     loops = sch.get_loops(blocks.output)
-    outer = sch.fuse(*loops[: axis + 1]) if axis > 0 else loops[0]
-    sch.parallel(outer)
-    trailing = loops[axis + 1 :]
-    first = int(sch.get(trailing[0]).extent)
-    rows = chunk_rows([sch.get(loop).extent for loop in trailing])
-    at = outer
-    if rows < first:  # large planes: chunks of rows, each with its sums in cache
-        at, row_loop = sch.split(trailing[0], [None, rows])
-        trailing = [row_loop, *trailing[1:]]
-    plane_loop = sch.fuse(*trailing) if len(trailing) > 1 else trailing[0]
-    _schedule_guards_at(sch, blocks, at)
+    channels, rows = _plane_blocking(sch, blocks, func, [sch.get(lp).extent for lp in loops])
+    lead, rest = loops[:axis], loops[axis + 2 :]
+    c_outer, c_inner = sch.split(loops[axis], [None, channels])
+    r_outer, r_inner = sch.split(loops[axis + 1], [None, rows])
+    sch.reorder(*lead, c_outer, r_outer, c_inner, r_inner, *rest)
+    task = sch.fuse(*lead, c_outer, r_outer)
+    sch.parallel(task)
+    plane_loop = sch.fuse(r_inner, *rest) if rest else r_inner
+    _schedule_guards_at(sch, blocks, task)
+    # The scaled form's window reductions: one plane chunk at a time, from cache.
     for block in reversed(blocks.reductions):
-        sch.compute_at(block, at, preserve_unit_loops=True)
+        sch.compute_at(block, c_inner, preserve_unit_loops=True)
     depth = len(sch.get_loops(blocks.output)) - 1  # loops above the plane loop
     for block in blocks.reductions:
         *spatial, _window = sch.get_loops(block)[depth:]
         _vectorize_plane(sch, sch.fuse(*spatial) if len(spatial) > 1 else spatial[0], step)
     _vectorize_plane(sch, plane_loop, step)
-    return at
+    return task
 
 
 class CPULRN(LRNScheduleRule):
@@ -260,7 +278,7 @@ class CPULRN(LRNScheduleRule):
         lanes = max(1, vector_bits(target) // bits)
         loops = sch.get_loops(blocks.output)
         if _static_plane(func, [sch.get(loop).extent for loop in loops]) is not None:
-            _schedule_planes(sch, blocks, int(func.attrs["tvm_lrn.axis"]), lanes)
+            _schedule_planes(sch, blocks, func, lanes)
             return
         extent = sch.get(loops[-1]).extent
         tile, has_tail = choose_tile(extent, lanes)
@@ -273,12 +291,11 @@ class CPULRN(LRNScheduleRule):
             sch.parallel(outer)
         else:
             sch.parallel(tile_loop)  # rank 1: the tiles are the only parallelism
-        # The guard needs a whole plane of window sums before the first output: both
-        # stay at the root here (the plane schedule above keeps them in cache).
+        # The guard of a whole row or plane comes before its first output: it stays at
+        # the root here (the plane schedule above reads blocks from cache).
+        for block in blocks.guards:
+            _schedule_at_root(sch, block, lanes)
         tiled = [] if blocks.guards else blocks.reductions
-        if blocks.guards:
-            for block in [*blocks.reductions, *blocks.guards]:
-                _schedule_at_root(sch, block, lanes)
         # Producers last-to-first: the sum must sit under the loop before the max can.
         for block in reversed(tiled):
             sch.compute_at(block, tile_loop, preserve_unit_loops=True)
