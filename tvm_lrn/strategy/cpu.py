@@ -176,25 +176,15 @@ def _schedule_guards_at(sch: s_tir.Schedule, blocks, loop) -> None:
         sch.decompose_reduction(block, sch.get_loops(block)[-min(n_reduce, 2)])
 
 
-def _schedule_at_root(sch: s_tir.Schedule, block, lanes: int) -> None:
-    """A window reduction or guard left at the root: parallel rows, vector lanes."""
+def _schedule_guard_at_root(sch: s_tir.Schedule, block) -> None:
+    """The guard of a row or a symbolic plane at the root: parallel over its flags, the
+    reduction loops left nested (the innermost runs along contiguous memory, with no
+    division by a symbolic extent) and its init hoisted, so that LLVM vectorizes it."""
     spatial, reduce = split_loops(sch, block)
-    if len(reduce) > 1:
-        sch.fuse(*reduce)
     if len(spatial) > 1:
-        sch.parallel(sch.fuse(*spatial[:-1]))
-    extent = sch.get(spatial[-1]).extent if len(spatial) > 1 else None
-    if not reduce or extent is None:
-        return
-    tile, has_tail = choose_tile(extent, lanes) if isinstance(extent, tirx.IntImm) else (1, True)
-    if tile > 1 and not has_tail:
-        _, lane_loop = sch.split(spatial[-1], [None, tile])
-        sch.reorder(sch.get_loops(block)[-1], lane_loop)
-        sch.vectorize(lane_loop)
-    elif len(reduce) == 1:
-        # A symbolic row: the window loop outside, so that the innermost loop runs
-        # along contiguous memory and LLVM's loop vectorizer takes it.
-        sch.reorder(sch.get_loops(block)[-1], spatial[-1])
+        spatial = [sch.fuse(*spatial)]
+    sch.parallel(spatial[0])
+    sch.decompose_reduction(block, reduce[0])
 
 
 def _vectorize_plane(sch: s_tir.Schedule, plane_loop, step: int) -> None:
@@ -294,7 +284,7 @@ class CPULRN(LRNScheduleRule):
         # The guard of a whole row or plane comes before its first output: it stays at
         # the root here (the plane schedule above reads blocks from cache).
         for block in blocks.guards:
-            _schedule_at_root(sch, block, lanes)
+            _schedule_guard_at_root(sch, block)
         tiled = [] if blocks.guards else blocks.reductions
         # Producers last-to-first: the sum must sit under the loop before the max can.
         for block in reversed(tiled):
