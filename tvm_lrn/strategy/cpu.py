@@ -29,10 +29,10 @@ Row schedule (symbolic planes, channels-last, rank 1)::
 
 The scaled form's reductions are computed at the tile loop into VL-element buffers.
 The guarded form needs the guard of a row or plane before its first output, so its
-guard is a loop of its own at the root (parallel, vectorized where the last extent is
-static). When the LRN axis is the last one (channels-last), the tile runs
-along the LRN axis itself: the window loads become unaligned vector loads, with the
-zero padding as a lane-wise bit mask.
+guard is a loop nest of its own at the root (parallel; its innermost loop runs along
+contiguous memory and LLVM vectorizes it). When the LRN axis is the last one
+(channels-last), the tile runs along the LRN axis itself: the window loads become
+unaligned vector loads, with the zero padding as a lane-wise bit mask.
 
 Tails: a static contiguous extent is tiled by a divisor of it (LLVM splits vectors of
 any length into registers, e.g. 55 = 5 x 11 gives ``<11 x float>``), so no tail exists.
