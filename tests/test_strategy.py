@@ -200,6 +200,24 @@ def test_cpu_plane_schedule_chunks_large_planes():
     check_against_exact(out, reference.lrn_exact(x, params), "float32")
 
 
+@pytest.mark.parametrize("side", ["before", "after"])
+def test_guard_blocks_see_their_halo(side):
+    """A value whose square overflows float32, in the last channel of one guard block or
+    the first of the next: the neighbouring block's windows reach it, so its guard must
+    see it (else its fast path would give 0 there, not the tiny exact value)."""
+    shape, params = (1, 64, 9, 11), canonicalize(5, ndim=4)
+    channels, _ = compute.guard_block(shape, 1, 5)
+    assert 4 <= channels < 64  # blocks with a halo
+    x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
+    c = channels - 1 if side == "before" else channels  # the block boundary
+    x[0, c, 4, 5] = 1e20
+    _, out = run_cpu(schedule_primfunc(make(shape, "float32", params, True), HOST), x)
+    exact = reference.lrn_exact(x, params)
+    check_against_exact(out, exact, "float32")
+    neighbours = [c + 1, c + 2] if side == "before" else [c - 1, c - 2]
+    assert np.all(out[0, neighbours, 4, 5] != 0) and np.all(exact[0, neighbours, 4, 5] != 0)
+
+
 def test_guard_block_choice():
     """Blocks divide their extents, fit the cache budget with their halo, and leave
     enough tasks where the channels allow; tiny or prime channel counts stay whole."""
