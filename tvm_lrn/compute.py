@@ -280,10 +280,10 @@ def lrn(
     if params.beta == 0:  # (...)**0 == 1 even for NaN/Inf: LRN is the identity
         return te.compute(shape, lambda *idx: data(*idx), name="lrn", tag="lrn")
     if not safe_scaling:
-        return _unscaled_lrn(data, params, fmt, x, windowed, reduce_axis)
+        return _unscaled_lrn(data, params, fmt, x, windowed)
 
     if guarded is not False and _guarded_form_applies(params, fmt):
-        return _guarded_lrn(data, params, fmt, x, windowed, reduce_axis)
+        return _guarded_lrn(data, params, fmt, x, windowed)
     return _scaled_lrn(data, params, fmt, x, windowed, reduce_axis)
 
 
@@ -326,7 +326,7 @@ def _guarded_form_applies(params: LRNParams, fmt: _Format) -> bool:
     return params.bias >= 2.0**-1000 and alpha_ok  # (bias > 0: _sum_bound has a range)
 
 
-def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed, reduce_axis):
+def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed):
     """The fast form behind a range guard (blocks ``lrn_range``, ``lrn``).
 
     Where no input of a guard block exceeds :func:`_input_limit` in magnitude, no window
@@ -337,7 +337,6 @@ def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed, reduce_axis
     number, so it needs no scaling. The choice is one branch per guard block (see
     :func:`guard_block`), so the fallback costs nothing where it is not taken.
     """
-    del reduce_axis  # the guard makes its own reduction axes
     in_range = _range_guard(data.shape, params, fmt, x, _input_limit(params, fmt))
 
     def output(*idx):
@@ -720,9 +719,8 @@ def _inf_rule(xi, finite_y, params: LRNParams, fmt: _Format):
     return tirx.Select(x_inf, at_inf, signed_zero)
 
 
-def _unscaled_lrn(data, params, fmt, x, windowed, reduce_axis):
+def _unscaled_lrn(data, params, fmt, x, windowed):
     """The fast path alone, without range guard or scaling: for benchmarks only."""
-    del reduce_axis
 
     def output(*idx):
         sumsq = _window_sumsq(idx, windowed, params.size, fmt)

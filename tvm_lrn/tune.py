@@ -748,7 +748,7 @@ def _cpu_variant(sch, target: Target):
     if target.kind.name != "llvm":
         return []
     blocks = lrn_blocks(sch)
-    if blocks is None or blocks.output is None:
+    if blocks is None:
         return []
     bits = max(32, int(blocks.compute_dtype.replace("float", "")))
     lanes = max(1, vector_bits(target) // bits)
