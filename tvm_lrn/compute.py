@@ -348,10 +348,12 @@ def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed):
 
 
 def _window_sumsq(idx, windowed, size: int, fmt: _Format):
-    """The window sum of squares at ``idx``, unrolled, in the order of ``te.sum``."""
+    """The window sum of squares at ``idx`` in ``fmt``, unrolled, in the order of
+    ``te.sum``."""
     s = None
     for r in range(size):
         value, valid = windowed(idx, r)
+        value = value.astype(fmt.float)
         term = fmt.masked(valid, value * value)
         s = term if s is None else s + term
     return s
@@ -360,11 +362,7 @@ def _window_sumsq(idx, windowed, size: int, fmt: _Format):
 def _wide(idx, x, windowed, params: LRNParams):
     """The fallback of the guarded form: LRN at ``idx`` in float64, window unrolled."""
     wide = _FORMATS["float64"]
-    s = wide.f(0.0)
-    for r in range(params.size):
-        value, valid = windowed(idx, r)
-        v = value.astype(wide.float)
-        s = s + wide.masked(valid, v * v)
+    s = _window_sumsq(idx, windowed, params.size, wide)
     xi = x(*idx).astype(wide.float)
     y = _plain(xi, s, params, wide)
     # Special values (module docstring). NaN and Inf mostly propagate by themselves:

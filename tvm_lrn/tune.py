@@ -802,7 +802,6 @@ def _cpu_plane_variants(sch, func, lanes: int):
         variant = sch.copy()
         at = _schedule_planes(variant, lrn_blocks(variant), func, lanes, registers)
         _sample_unroll(variant, at)
-
         spaces.append(variant)
     copies = max(1, _VARIANT_WEIGHT // len(spaces))
     return [s.copy() for s in spaces for _ in range(copies)]

@@ -6,8 +6,8 @@ Schedule: every output loop is fused, split by a thread count and bound to
 addresses (coalesced). Both window reductions of the scaled form (what GPU targets
 legalize to) are computed inside the thread into ``local`` (register) scalars: no
 intermediate tensor exists in global memory. The guarded form (a PrimFunc made without
-a target) also schedules, less well: its window sums and their per-plane maximum are
-kernels of their own, one thread per output element or per plane.
+a target) also schedules, less well: its guard is a kernel of its own, one thread per
+guard block.
 
 Numerics: TVM compiles CUDA source at module load through the global callback
 ``tvm_callback_cuda_compile``, and both its paths (nvrtc by default, nvcc with
@@ -89,7 +89,7 @@ class GPULRN(LRNScheduleRule):
     def schedule(self, sch: s_tir.Schedule, blocks, func: tirx.PrimFunc, target: Target):
         """Schedule the LRN blocks in ``sch`` in place (see the module docstring)."""
         threads = self.thread_count(target)
-        if blocks.guards:  # the guard needs all sums of a plane: separate kernels
+        if blocks.guards:  # a guard covers many outputs: a kernel of its own
             for block in [*blocks.reductions, *blocks.guards]:
                 spatial, _ = split_loops(sch, block)
                 fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
