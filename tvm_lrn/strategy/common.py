@@ -39,7 +39,8 @@ def is_lrn_primfunc(func) -> bool:
     -------
     bool
         True when it carries a ``tvm_lrn.*`` attribute or has exactly the LRN blocks
-        (``lrn`` plus some of ``lrn_window_max``/``lrn_window_sumsq``) and nothing else.
+        (``lrn`` plus some of ``lrn_window_max``/``lrn_window_sumsq``/``lrn_range``) and
+        nothing else.
     """
     if not isinstance(func, tirx.PrimFunc):
         return False
@@ -106,7 +107,8 @@ class LRNBlocks:
     output : s_tir.SBlockRV
         The elementwise output block.
     reductions : list of s_tir.SBlockRV
-        The window reductions present, producers first (none when ``beta == 0``).
+        The window reductions present, producers first (none when ``beta == 0`` and in
+        the guarded form, which sums each window in the output's loop).
     compute_dtype : str
         The dtype the window sums are computed in (float32 or float64).
     guards : list of s_tir.SBlockRV
