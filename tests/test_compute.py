@@ -259,9 +259,10 @@ def test_input_limit_bounds_every_window_sum(size, alpha, beta, bias):
 @pytest.mark.parametrize(
     "value", [3e30, -2e19, np.inf, -np.inf, np.nan, 1e-40, 0.0], ids=lambda v: f"{v:g}"
 )
-def test_guard_falls_back_per_plane(value):
-    """One plane holds a value outside the fast range: its window of planes takes the
-    float64 fallback, every other plane the fast path, and all of them are exact."""
+def test_guard_falls_back_per_block(value):
+    """Each image holds one value outside the fast range (one of them at the edge of the
+    window padding): their guard blocks take the float64 fallback, and every output is
+    exact."""
     x = (np.random.default_rng(3).standard_normal((2, 12, 9, 11)) * 4).astype(np.float32)
     x[0, 5, 4, 7] = value
     x[1, 0, 0, 0] = value  # at the edge of the window padding
