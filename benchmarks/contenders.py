@@ -205,15 +205,17 @@ def _compile_kernel(func, device: str):
     return executable["main"]
 
 
-def _static_lrn_primfunc(shape, dtype: str, lrn: LRNArgs, *, safe_scaling: bool):
-    """The LRN PrimFunc of one static shape, as Relax legalization writes it (int64 dims)."""
+def _static_lrn_primfunc(shape, dtype: str, lrn: LRNArgs, *, safe_scaling: bool, device="cpu"):
+    """The LRN PrimFunc of one static shape, as Relax legalization writes it (int64 dims)
+    under the target of ``device``."""
     from tvm import te, tirx
 
     from tvm_lrn import compute
 
     params = lrn.params(len(shape))
     x = te.placeholder([tirx.IntImm("int64", d) for d in shape], dtype, name="x")
-    y = compute.lrn(x, params, safe_scaling=safe_scaling)
+    with _tvm_target(device):
+        y = compute.lrn(x, params, safe_scaling=safe_scaling)
     func = te.create_prim_func([x, y])
     return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
 
@@ -348,7 +350,7 @@ def make_tvm_lrn_unsafe(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
     guard and no fallback, so not safe; it measures what the safety costs."""
     from tvm_lrn.strategy import schedule_primfunc
 
-    func = _static_lrn_primfunc(x.shape, x.dtype.name, lrn, safe_scaling=False)
+    func = _static_lrn_primfunc(x.shape, x.dtype.name, lrn, safe_scaling=False, device=device)
     return _tvm_bench(
         schedule_primfunc(func, _tvm_target(device)), x, device, "benchmark-only, unsafe"
     )

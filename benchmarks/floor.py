@@ -10,10 +10,11 @@ Contenders, all TVM kernels on the same input in one process (``TVM_NUM_THREADS`
 set before TVM loads), timed with ``time_evaluator`` (median and minimum of the repeats):
 
 * ``copy_tvm``: the copy of the same bytes (``benchmarks/contenders.py``);
-* ``power_only``: ``x / (sqrt(d) * sqrt(sqrt(d)))`` with ``d = 1 + c x**2`` per element,
-  no window: the correctly rounded ``d**-0.75`` (beta = 0.75) that every output needs,
-  parallel and vectorized like the copy. Its time is a floor for any LRN that keeps
-  that accuracy: two square roots and one division per vector occupy the divider;
+* ``power_only``: ``x * d**-0.75`` with ``d = 1 + c x**2`` per element, no window,
+  computed as the fast path computes it for this target (``compute._plain``: on CPUs
+  with AVX-512 the refined ``vrsqrt14ps`` estimate and one square root, elsewhere two
+  square roots and a division), parallel and vectorized like the copy: the arithmetic
+  every output needs, without the window;
 * ``tvm_lrn_unsafe``: tvm_lrn's fast path alone (window sums, no guard, no fallback);
 * ``tvm_lrn``: the kernel a compiled model runs (strategy rule).
 
@@ -34,14 +35,17 @@ COLUMNS = ("op", "contender", "shape", "dtype", "target", "threads")
 COLUMNS += ("median_ms", "min_ms", "gbps", "version")
 
 
-def _power_primfunc(n: int):
-    from tvm import s_tir, te, tirx
+def _power_primfunc(n: int, target):
+    from tvm import s_tir, te
+
+    from tvm_lrn import canonicalize, compute, intrin
 
     a = te.placeholder((n,), "float32", name="a")
+    params = canonicalize(5, 1e-4, 0.75, 1.0, ndim=1, axis=0)
+    estimate = intrin.has_rsqrt_estimate(target)
 
     def power(i):
-        d = tirx.const(1.0, "float32") + tirx.const(2e-5, "float32") * a[i] * a[i]
-        return a[i] / (tirx.sqrt(d) * tirx.sqrt(tirx.sqrt(d)))
+        return compute._plain(a[i], a[i] * a[i], params, compute._FORMATS["float32"], estimate)
 
     sch = s_tir.Schedule(te.create_prim_func([a, te.compute((n,), power, name="b")]))
     (loop,) = sch.get_loops(sch.get_sblock("b"))
@@ -65,9 +69,10 @@ def measure(shape, threads: int, repeat: int) -> list[dict]:
     x = (np.random.default_rng(0).standard_normal(shape) * 8).astype("float32")
     n = x.size
     assert n % 16 == 0, "power_only wants a multiple of 16 elements"
+    target = c._tvm_target("cpu")
     kernels = {
         "copy_tvm": ("copy", c._copy_primfunc(n, "float32"), (n,)),
-        "power_only": ("power", _power_primfunc(n), (n,)),
+        "power_only": ("power", _power_primfunc(n, target), (n,)),
         "tvm_lrn_unsafe": (
             "lrn",
             c._static_lrn_primfunc(shape, "float32", lrn, safe_scaling=False),
@@ -75,7 +80,6 @@ def measure(shape, threads: int, repeat: int) -> list[dict]:
         ),
         "tvm_lrn": ("lrn", c._legalized_lrn_primfunc(shape, "float32", lrn, "cpu"), shape),
     }
-    target = c._tvm_target("cpu")
     from tvm_lrn.strategy import schedule_primfunc
 
     rows = []

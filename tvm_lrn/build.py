@@ -30,6 +30,7 @@ from tvm.relax.backend import cpu_generic
 from tvm.target import Target
 
 from .interop import borrow_torch
+from .intrin import check_target
 from .op import OP_PATTERN_OPAQUE, is_lrn_primfunc
 from .target import resolve_target
 
@@ -158,6 +159,7 @@ def schedule_lrn(func, target: Target, *, rule=None, database=None):
         ``"rule:cpu"``/``"rule:gpu"`` (the strategy), ``"dlight"`` (left to DLight on a
         GPU target) or ``"unscheduled"``.
     """
+    check_target(func, target)
     attrs = func.attrs
     if rule is not None:
         scheduled = _call_user_rule(rule, func, target)
@@ -205,6 +207,7 @@ def schedule_lrn_functions(*, rule=None, database=None, sources: dict | None = N
         for gvar, func in mod.functions_items():
             if not is_lrn_primfunc(func):
                 continue
+            check_target(func, target)
             if "tirx.is_scheduled" in func.attrs:
                 source = "prescheduled"
             else:

@@ -18,8 +18,10 @@ up to :data:`MAX_UNROLLED_WINDOW`, ordinary ``bias``/``alpha``; what CPUs get):
 2. Where that is at most :func:`_input_limit` (so every window sum is at most
    :func:`_sum_bound`, a bound derived from ``bias``, ``alpha`` and ``beta`` under which
    no intermediate can leave the comfortable normal range), the textbook formula in
-   float32, with square roots and one division for the quarter betas, each window sum
-   computed in the output's own loop: the fast path. Elsewhere the same formula in
+   float32, with square roots and one division for the quarter betas (on CPUs with
+   AVX-512, the refined estimate of ``d**-0.5`` and one root of it:
+   :mod:`tvm_lrn.intrin`), each window sum computed in the output's own loop: the fast
+   path. Elsewhere the same formula in
    float64 from the window itself, unrolled: float64 holds the square of any float32
    number, so nothing can overflow or underflow there, and Inf/NaN follow the rule
    below.
@@ -66,7 +68,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from tvm import te, tirx
+from tvm.target import Target
 
+from . import intrin
 from .spec import LRNParams, check_dtype
 
 __all__ = ["lrn", "compute_dtype", "chunk_rows", "guard_block", "guarded_for"]
@@ -219,7 +223,12 @@ def _window(shape, axis: int, lo: int):
 
 
 def lrn(
-    data: te.Tensor, params: LRNParams, *, safe_scaling: bool = True, guarded: bool | None = None
+    data: te.Tensor,
+    params: LRNParams,
+    *,
+    safe_scaling: bool = True,
+    guarded: bool | None = None,
+    rsqrt_estimate: bool | None = None,
 ) -> te.Tensor:
     """Numerically safe LRN of ``data`` along ``params.axis``.
 
@@ -240,6 +249,13 @@ def lrn(
         ``bias``/``alpha``), else the scaled form; ``False`` always the scaled form,
         which computes each output from its own window alone (what GPUs want: one
         thread per output, no plane-wide pass).
+    rsqrt_estimate : bool, optional
+        Whether the float32 fast path takes its square roots from the hardware estimate
+        of ``1/sqrt`` refined by a Newton step (:mod:`tvm_lrn.intrin`; the quarter betas
+        0.25, 0.5 and 0.75), which is several times cheaper than the correctly rounded
+        roots and stays within the same ulp bounds. ``None`` (default): where the
+        current target (``Target.current()``) has it; only pass ``True`` for code built
+        for such a target.
 
     Returns
     -------
@@ -279,11 +295,14 @@ def lrn(
 
     if params.beta == 0:  # (...)**0 == 1 even for NaN/Inf: LRN is the identity
         return te.compute(shape, lambda *idx: data(*idx), name="lrn", tag="lrn")
+    if rsqrt_estimate is None:
+        rsqrt_estimate = intrin.has_rsqrt_estimate(Target.current(allow_none=True))
+    estimate = rsqrt_estimate and fmt.float == "float32"
     if not safe_scaling:
-        return _unscaled_lrn(data, params, fmt, x, windowed)
+        return _unscaled_lrn(data, params, fmt, x, windowed, estimate)
 
     if guarded is not False and _guarded_form_applies(params, fmt):
-        return _guarded_lrn(data, params, fmt, x, windowed)
+        return _guarded_lrn(data, params, fmt, x, windowed, estimate)
     return _scaled_lrn(data, params, fmt, x, windowed, reduce_axis)
 
 
@@ -326,7 +345,7 @@ def _guarded_form_applies(params: LRNParams, fmt: _Format) -> bool:
     return params.bias >= 2.0**-1000 and alpha_ok  # (bias > 0: _sum_bound has a range)
 
 
-def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed):
+def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed, estimate: bool):
     """The fast form behind a range guard (blocks ``lrn_range``, ``lrn``).
 
     Where no input of a guard block exceeds :func:`_input_limit` in magnitude, no window
@@ -340,7 +359,8 @@ def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed):
     in_range = _range_guard(data.shape, params, fmt, x, _input_limit(params, fmt))
 
     def output(*idx):
-        fast = _plain(x(*idx), _window_sumsq(idx, windowed, params.size, fmt), params, fmt)
+        sumsq = _window_sumsq(idx, windowed, params.size, fmt)
+        fast = _plain(x(*idx), sumsq, params, fmt, estimate)
         wide = _wide(idx, x, windowed, params).astype(fmt.float)
         return tirx.if_then_else(in_range(idx), fast, wide).astype(data.dtype)
 
@@ -604,8 +624,13 @@ def _range_guard(shape, params: LRNParams, fmt: _Format, x, limit: float):
     return in_range
 
 
-def _plain(xi, sumsq, params: LRNParams, fmt: _Format):
-    """``x_i * (bias + alpha * sumsq) ** -beta`` as written (the in-range fast path)."""
+def _plain(xi, sumsq, params: LRNParams, fmt: _Format, estimate: bool = False):
+    """``x_i * (bias + alpha * sumsq) ** -beta`` as written (the in-range fast path).
+
+    With ``estimate`` (float32 only), the quarter powers come from the refined
+    reciprocal square root ``r = d**-0.5`` (:func:`tvm_lrn.intrin.refined_rsqrt`) and at
+    most one correctly rounded root of it: ``d**-0.75 = r * sqrt(r)``.
+    """
     d = fmt.f(params.bias)
     if params.alpha > 0:
         d = d + fmt.f(params.alpha) * sumsq
@@ -614,6 +639,12 @@ def _plain(xi, sumsq, params: LRNParams, fmt: _Format):
         return xi * tirx.pow(d, fmt.f(-params.beta))
     if quarters == 4:
         return xi / d
+    if estimate:
+        r = intrin.refined_rsqrt(d)
+        if quarters == 2:
+            return xi * r
+        root = tirx.sqrt(r)  # d**-0.25
+        return xi * root if quarters == 1 else xi * (r * root)
     if quarters == 2:
         return xi / tirx.sqrt(d)
     root4 = tirx.sqrt(tirx.sqrt(d))
@@ -717,11 +748,11 @@ def _inf_rule(xi, finite_y, params: LRNParams, fmt: _Format):
     return tirx.Select(x_inf, at_inf, signed_zero)
 
 
-def _unscaled_lrn(data, params, fmt, x, windowed):
+def _unscaled_lrn(data, params, fmt, x, windowed, estimate: bool):
     """The fast path alone, without range guard or scaling: for benchmarks only."""
 
     def output(*idx):
         sumsq = _window_sumsq(idx, windowed, params.size, fmt)
-        return _plain(x(*idx), sumsq, params, fmt).astype(data.dtype)
+        return _plain(x(*idx), sumsq, params, fmt, estimate).astype(data.dtype)
 
     return te.compute(data.shape, output, name="lrn", tag="lrn")

@@ -68,7 +68,9 @@ def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str, guarded:
         from .strategy import set_precise_cuda_math
 
         set_precise_cuda_math(True)
-    func = schedule_primfunc(lrn_primfunc(ndim, dtype, params, guarded=guarded), target)
+    with target:  # the compute reads target features (see tvm_lrn.compute.lrn)
+        func = lrn_primfunc(ndim, dtype, params, guarded=guarded)
+    func = schedule_primfunc(func, target)
     return tvm.compile(func, target=target)
 
 

@@ -13,6 +13,7 @@ from tvm import s_tir, tirx
 from tvm.s_tir import dlight as dl
 from tvm.target import Target
 
+from ..intrin import check_target
 from .common import is_lrn_primfunc
 from .cpu import CPULRN
 from .gpu import GPULRN, precise_cuda_math, set_precise_cuda_math
@@ -81,6 +82,7 @@ def schedule_primfunc(func: tirx.PrimFunc, target, rule=None) -> tirx.PrimFunc:
         applies or it is already marked scheduled.
     """
     target = _as_target(target)
+    check_target(func, target)
     attrs = func.attrs
     if attrs is not None and bool(attrs.get("tirx.is_scheduled", False)):
         return func
