@@ -133,9 +133,16 @@ def _lower_exact(call: tirx.Call) -> tirx.PrimExpr:
     return _splat(1.0, call.ty.dtype) / tirx.sqrt(x)
 
 
-tvm.ir.register_op_attr(OP_NAME, "TCallEffectKind", tirx.CallEffectKind.Pure.value)
-# Elementwise: the vectorizer widens it, and the lowering picks the vector's intrinsic.
-tvm.ir.register_op_attr(OP_NAME, "TVectorizable", True)
-tvm.ir.register_op_attr(OP_NAME, "TScriptPrinterName", OP_NAME)  # T.tvm_lrn.rsqrt_estimate
-tirx.register_intrin_lowering(OP_NAME, "llvm", f=_lower_llvm, level=10)
-tirx.register_intrin_lowering(OP_NAME, "default", f=_lower_exact, level=10)
+def _register() -> None:
+    # Once per process: TVM refuses a second registration at the same level (a reload).
+    if OP_NAME in tvm.ir.Op.list_op_names():
+        return
+    tvm.ir.register_op_attr(OP_NAME, "TCallEffectKind", tirx.CallEffectKind.Pure.value)
+    # Elementwise: the vectorizer widens it, and the lowering picks the vector's intrinsic.
+    tvm.ir.register_op_attr(OP_NAME, "TVectorizable", True)
+    tvm.ir.register_op_attr(OP_NAME, "TScriptPrinterName", OP_NAME)  # T.tvm_lrn.rsqrt_estimate
+    tirx.register_intrin_lowering(OP_NAME, "llvm", f=_lower_llvm, level=10)
+    tirx.register_intrin_lowering(OP_NAME, "default", f=_lower_exact, level=10)
+
+
+_register()
