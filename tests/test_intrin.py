@@ -1,5 +1,6 @@
 """The reciprocal square root estimate (tvm_lrn.intrin): targets, lowering, accuracy."""
 
+import importlib
 import re
 
 import numpy as np
@@ -141,3 +142,9 @@ def test_fast_path_meets_the_contract_with_and_without_estimate(beta, target):
     assert np.abs(x).max() <= limit
     y = tvm_lrn.run(x, size=3, alpha=3.0, beta=beta, bias=1.0, target=target)
     check_against_exact(y, reference.lrn_exact(x, p), "float32")
+
+
+def test_reloading_the_module_keeps_one_registration():
+    importlib.reload(intrin)
+    assert tvm.ir.Op.list_op_names().count(intrin.OP_NAME) == 1
+    assert intrin.uses_rsqrt_estimate(_lrn_primfunc(ZNVER4))
