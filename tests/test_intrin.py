@@ -11,7 +11,7 @@ from tvm import s_tir, te
 
 import tvm_lrn
 from tvm_lrn import canonicalize, compute, intrin, reference
-from tvm_lrn.build import schedule_lrn
+from tvm_lrn.build import schedule_lrn, schedule_lrn_functions
 from tvm_lrn.strategy import schedule_primfunc
 from tvm_lrn.target import host_target
 
@@ -93,6 +93,9 @@ def test_a_function_with_the_estimate_is_refused_for_other_targets():
         schedule_primfunc(func, tvm.target.Target(HASWELL))
     with pytest.raises(ValueError, match="AVX-512"):
         schedule_lrn(func, tvm.target.Target(HASWELL))
+    prescheduled = tvm.IRModule({"lrn": func.with_attr("tirx.is_scheduled", True)})
+    with tvm.target.Target(HASWELL), pytest.raises(ValueError, match="AVX-512"):
+        schedule_lrn_functions()(prescheduled)
     assert schedule_primfunc(func, tvm.target.Target(ZNVER4)).attrs["tirx.is_scheduled"]
 
 

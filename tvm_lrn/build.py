@@ -120,9 +120,9 @@ def _check_database(database):
 
 
 def _strategy(func, target):
-    from .strategy import schedule_primfunc  # late: the strategy imports tvm.s_tir
+    from .strategy import _apply_rules  # late: the strategy imports tvm.s_tir
 
-    return schedule_primfunc(func, target)
+    return _apply_rules(func, target)  # schedule_lrn has checked func against target
 
 
 def _finish(scheduled, attrs, mark: bool):
@@ -158,6 +158,12 @@ def schedule_lrn(func, target: Target, *, rule=None, database=None):
         its schedule came from: ``"user-rule"``, ``"database:<path>"``,
         ``"rule:cpu"``/``"rule:gpu"`` (the strategy), ``"dlight"`` (left to DLight on a
         GPU target) or ``"unscheduled"``.
+
+    Raises
+    ------
+    ValueError
+        If ``func`` uses the AVX-512 estimate of :mod:`tvm_lrn.intrin` and ``target``
+        lacks it.
     """
     check_target(func, target)
     attrs = func.attrs
@@ -207,8 +213,8 @@ def schedule_lrn_functions(*, rule=None, database=None, sources: dict | None = N
         for gvar, func in mod.functions_items():
             if not is_lrn_primfunc(func):
                 continue
-            check_target(func, target)
             if "tirx.is_scheduled" in func.attrs:
+                check_target(func, target)  # (schedule_lrn checks the others)
                 source = "prescheduled"
             else:
                 func, source = schedule_lrn(func, target, rule=rule, database=database)

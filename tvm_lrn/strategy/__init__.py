@@ -80,9 +80,20 @@ def schedule_primfunc(func: tirx.PrimFunc, target, rule=None) -> tirx.PrimFunc:
         The scheduled function with attribute ``tirx.is_scheduled = True`` (and its
         attributes, ``global_symbol`` included, kept), or ``func`` itself when no rule
         applies or it is already marked scheduled.
+
+    Raises
+    ------
+    ValueError
+        If ``func`` uses the AVX-512 estimate of :mod:`tvm_lrn.intrin` and ``target``
+        lacks it.
     """
     target = _as_target(target)
     check_target(func, target)
+    return _apply_rules(func, target, rule)
+
+
+def _apply_rules(func: tirx.PrimFunc, target: Target, rule=None) -> tirx.PrimFunc:
+    """:func:`schedule_primfunc` for a ``func`` already checked against ``target``."""
     attrs = func.attrs
     if attrs is not None and bool(attrs.get("tirx.is_scheduled", False)):
         return func
