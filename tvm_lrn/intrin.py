@@ -13,7 +13,8 @@ fallback). So the estimate is an op of its own: vectorizable, and lowered for LL
 the AVX-512 intrinsic of the vector's width (16, 8 or 4 lanes of float32), and to the
 exact ``1 / sqrt(x)`` for every other width (scalar tails) and every other target. The
 lowering cannot see the target's features, so the compute emits the op only for
-targets that have them (:func:`has_rsqrt_estimate`), and the schedule rules refuse a
+targets that have them (:func:`has_rsqrt_estimate`), and tvm_lrn's scheduling entry
+points (``schedule_primfunc``, ``schedule_lrn`` and the ``ScheduleLRN`` pass) refuse a
 function with the op for any other target (:func:`check_target`): LLVM would abort the
 process on the AVX-512 intrinsic.
 """
