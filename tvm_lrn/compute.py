@@ -21,10 +21,9 @@ up to :data:`MAX_UNROLLED_WINDOW`, ordinary ``bias``/``alpha``; what CPUs get):
    float32, with square roots and one division for the quarter betas (on CPUs with
    AVX-512, the refined estimate of ``d**-0.5`` and one root of it:
    :mod:`tvm_lrn.intrin`), each window sum computed in the output's own loop: the fast
-   path. Elsewhere the same formula in
-   float64 from the window itself, unrolled: float64 holds the square of any float32
-   number, so nothing can overflow or underflow there, and Inf/NaN follow the rule
-   below.
+   path. Elsewhere the same formula in float64 from the window itself, unrolled:
+   float64 holds the square of any float32 number, so nothing can overflow or underflow
+   there, and Inf/NaN follow the rule below.
 
 The choice is one branch per guard block, not a select per element, so the fallback
 costs nothing where it is not taken; and the guard reads inputs, not window sums, so

@@ -116,22 +116,21 @@ def _splat(value: float, dtype) -> tirx.PrimExpr:
     return scalar if dtype.lanes == 1 else tirx.Broadcast(scalar, dtype.lanes)
 
 
-def _lower_llvm(call: tirx.Call) -> tirx.PrimExpr:
-    (x,) = call.args
-    dtype = call.ty.dtype
-    known = _X86_RSQRT14.get(dtype.lanes) if dtype.lanes > 1 else None
-    if known is None:
-        return _splat(1.0, dtype) / tirx.sqrt(x)
-    name, mask_dtype = known
-    # Every lane written (all-ones mask), so the pass-through operand is never read.
-    return tirx.call_llvm_pure_intrin(
-        str(dtype), name, x, _splat(0.0, dtype), tirx.const(-1, mask_dtype)
-    )
-
-
 def _lower_exact(call: tirx.Call) -> tirx.PrimExpr:
     (x,) = call.args
     return _splat(1.0, call.ty.dtype) / tirx.sqrt(x)
+
+
+def _lower_llvm(call: tirx.Call) -> tirx.PrimExpr:
+    dtype = call.ty.dtype
+    known = _X86_RSQRT14.get(dtype.lanes) if dtype.lanes > 1 else None
+    if known is None:
+        return _lower_exact(call)
+    name, mask_dtype = known
+    # Every lane written (all-ones mask), so the pass-through operand is never read.
+    return tirx.call_llvm_pure_intrin(
+        str(dtype), name, call.args[0], _splat(0.0, dtype), tirx.const(-1, mask_dtype)
+    )
 
 
 def _register() -> None:
