@@ -185,6 +185,109 @@ def run_case(shape, dtype, keys, args, target, device, log) -> list[dict]:
     return out
 
 
+#: Schedule variants of tvm_lrn that ``--sweep`` times against the copy:
+#: (label, form, channels per thread, rsqrt estimate, static shape). The first is the
+#: kernel GPUs got before the checked form; ``form=None`` is the fast path alone.
+SWEEP = (
+    ("scaled c1 exact", "scaled", 1, False, True),
+    ("checked c1", "checked", 1, True, True),
+    ("checked c4", "checked", 4, True, True),
+    ("checked c8", "checked", 8, True, True),
+    ("checked c16", "checked", 16, True, True),
+    ("checked c8 exact", "checked", 8, False, True),
+    ("unguarded c8", None, 8, True, True),
+    ("symbolic", "checked", 8, True, False),  # what tvm_lrn.run compiles
+)
+SWEEP_COLUMNS = (
+    "variant",
+    "shape",
+    "dtype",
+    "target",
+    "median_ms",
+    "min_ms",
+    "gbps",
+    "of_copy",
+    "max_rel_err",
+    "check",
+)
+
+
+def sweep_func(shape, dtype: str, lrn, form, channels: int, estimate: bool, static: bool):
+    """The scheduled CUDA PrimFunc of one :data:`SWEEP` variant."""
+    from tvm import te, tirx
+
+    from tvm_lrn import compute
+    from tvm_lrn.strategy import GPULRN
+
+    target = C._tvm_target("cuda")
+    params = lrn.params(len(shape))
+    dims = [tirx.IntImm("int64", d) for d in shape] if static else None
+    dims = dims or [te.var(f"n{i}", dtype="int64") for i in range(len(shape))]
+    x = te.placeholder(dims, dtype, name="x")
+    with target:
+        y = compute.lrn(
+            x, params, safe_scaling=form is not None, form=form, rsqrt_estimate=estimate
+        )
+    func = te.create_prim_func([x, y])
+    func = func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
+    return GPULRN(channels=channels).apply(func, target, False).mod["main"]
+
+
+def sweep_case(shape, dtype, args, target, log) -> list[dict]:
+    """Time the :data:`SWEEP` variants and the copy on one (shape, dtype)."""
+    from tvm_lrn import reference
+
+    lrn = C.LRNArgs(size=args.size, alpha=args.alpha, beta=args.beta, k=args.k)
+    x = (np.random.default_rng(args.seed).standard_normal(shape, dtype=np.float32) * 8.0).astype(
+        dtype
+    )
+    ref = np.asarray(reference.lrn_exact(x, lrn.params(x.ndim)), dtype=np.float64)
+    timer = _timer("cuda")
+    benches, rows = {}, []
+    for label, *variant in SWEEP:
+        try:
+            benches[label] = C._tvm_bench(sweep_func(shape, dtype, lrn, *variant), x, "cuda")
+            benches[label].call()
+        except Exception as err:  # noqa: BLE001  (a row, not a crash)
+            log(f"  {label}: {type(err).__name__}: {R._first_line(err)}")
+            benches.pop(label, None)
+    benches["copy"] = C.CONTENDERS["copy_torch"].make(x, lrn, 0, "cuda")
+    benches["copy"].call()
+    _sync("cuda")
+    samples = {k: [] for k in benches}
+    for r in range(args.rounds):
+        order = list(benches)[r % len(benches) :] + list(benches)[: r % len(benches)]
+        for key in order:
+            samples[key] += timer(benches[key].call, args.repeats, 20)
+    copy_ms = statistics.median(samples["copy"]) * 1e3
+    for key, secs in samples.items():
+        med = statistics.median(secs)
+        want = x if key == "copy" else ref
+        err = R.max_rel_err(benches[key].result(), want, dtype)
+        limit = 0.0 if key == "copy" else R.tolerance(dtype)
+        rows.append(
+            dict(
+                variant=key,
+                shape=R.shape_str(shape),
+                dtype=dtype,
+                target=target,
+                median_ms=f"{med * 1e3:.6g}",
+                min_ms=f"{min(secs) * 1e3:.6g}",
+                gbps=f"{2 * x.nbytes / med / 1e9:.4g}",
+                of_copy=f"{copy_ms / (med * 1e3):.3f}",
+                max_rel_err=f"{err:.3g}",
+                check="ok" if err <= limit else "FAIL",
+            )
+        )
+        r = rows[-1]
+        log(f"  {key:18s} {r['check']:4s} {med * 1e3:8.4f} ms  {r['of_copy']} of copy")
+    benches.clear()
+    import torch
+
+    torch.cuda.empty_cache()
+    return rows
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "device"
 
@@ -203,6 +306,11 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--contract", action="store_true", help="run gpu_check's contract first")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="first time tvm_lrn's schedule variants (SWEEP) against the copy",
+    )
     p.add_argument("--csv", type=Path, default=None)
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--readme", action="store_true", help="update the GPU table in README.md")
@@ -228,6 +336,20 @@ def main(argv=None) -> int:
         name = R.cpu_model()
     target = f"{device}:{name}"
     shapes = args.shapes or list(SHAPES)
+    if args.sweep and device == "cuda":
+        print("== schedule sweep ==")
+        sweep = []
+        for shape in shapes:
+            for dtype in args.dtypes:
+                print(f"-- {R.shape_str(shape)} {dtype}")
+                sweep += sweep_case(shape, dtype, args, target, print)
+        sweep_path = R.RESULTS / f"gpu_sweep_{_slug(name)}.csv"
+        with open(sweep_path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=SWEEP_COLUMNS)
+            writer.writeheader()
+            writer.writerows(sweep)
+        print(f"wrote {sweep_path}")
+        failures += sum(r["check"] != "ok" for r in sweep)
     keys = [k for k in args.contenders if device in C.CONTENDERS[k].devices]
     print(f"== {target}: {', '.join(keys)}")
     rows = []

@@ -17,26 +17,26 @@ def _seed_torch():
     torch.manual_seed(0)
 
 
-#: The two safe forms of tvm_lrn.compute.lrn: ``None`` lets the compute pick (the
-#: guarded form wherever it applies, as on CPUs), ``False`` forces the scaled form (what
-#: GPU targets get). Both must meet the same contract.
-SAFE_FORMS = {"guarded": None, "scaled": False}
+#: The safe forms of tvm_lrn.compute.lrn (each falls back to the scaled form where it
+#: does not apply): the guarded form (CPUs), the checked form (GPUs) and the scaled form.
+#: All must meet the same contract.
+SAFE_FORMS = ("guarded", "checked", "scaled")
 
 
 @contextlib.contextmanager
 def forced_form(form: str):
-    """Make ``tvm_lrn.run`` build kernels in ``form`` ("guarded" or "scaled")."""
+    """Make ``tvm_lrn.run`` build kernels in ``form`` (one of :data:`SAFE_FORMS`)."""
     from tvm_lrn import eager
 
-    saved = eager._guarded_for
-    eager._guarded_for = lambda target: SAFE_FORMS[form]
+    saved = eager._form_for
+    eager._form_for = lambda target: form
     try:
         yield
     finally:
-        eager._guarded_for = saved
+        eager._form_for = saved
 
 
-@pytest.fixture(params=sorted(SAFE_FORMS))
+@pytest.fixture(params=SAFE_FORMS)
 def safe_form(request):
     """Run the test once per safe form (through ``tvm_lrn.run``)."""
     with forced_form(request.param):

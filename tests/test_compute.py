@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import tvm
 from accuracy import TORCH_RTOL, check_against_exact, format_info, np_dtype
 from inputs import extremes, log_uniform
+from tvm import te
 
 import tvm_lrn
 from tvm_lrn import canonicalize, compute, eager, reference
@@ -282,23 +284,43 @@ def test_guard_boundary(size, alpha, beta, bias, factor):
     run_and_check(x, size, alpha, beta, bias)
 
 
-def test_safe_forms_chosen_per_parameters():
-    """The guarded form serves float32 compute with short windows and ordinary
-    bias/alpha; float64 compute, long windows and tiny bias take the scaled form."""
+@pytest.mark.parametrize("form", ["guarded", "checked"])
+def test_safe_forms_chosen_per_parameters(form):
+    """The guarded and checked forms serve float32 compute with short windows and
+    ordinary bias/alpha; float64 compute, long windows and tiny bias take the scaled
+    form."""
     from tvm_lrn.eager import lrn_primfunc
 
-    def blocks(dtype, **kw):
+    def blocks(dtype, form=form, **kw):
         p = canonicalize(ndim=4, **{"size": 5, **kw})
-        names = re.findall(r'T\.sblock\("(\w+)"\)', lrn_primfunc(4, dtype, p).script())
+        names = re.findall(r'T\.sblock\("(\w+)"\)', lrn_primfunc(4, dtype, p, form=form).script())
         return set(names) - {"root"}
 
-    guarded = {"lrn_range", "lrn"}
+    fast = {"lrn_range", "lrn"} if form == "guarded" else {"lrn"}
     scaled = {"lrn_window_max", "lrn_window_sumsq", "lrn"}
     for dtype in ("float16", "bfloat16", "float32"):
-        assert blocks(dtype) == guarded
+        assert blocks(dtype) == fast
+        assert blocks(dtype, form="scaled") == scaled
     assert blocks("float64") == scaled
     assert blocks("float32", beta=2.5) == scaled  # computed in float64
     assert blocks("float32", size=compute.MAX_UNROLLED_WINDOW + 1) == scaled
-    assert blocks("float32", bias=1e-30) == guarded
+    assert blocks("float32", bias=1e-30) == fast
     assert blocks("float32", bias=1e-35) == scaled  # below 2**-103: no fast range left
     assert blocks("float32", bias=0.0) == scaled
+
+
+def test_form_follows_the_target():
+    """Without a form, the compute takes the current target's: checked on GPUs."""
+    x = te.placeholder((2, 8, 4, 4), "float32", name="x")
+    p = canonicalize(5, ndim=4)
+    assert compute.form_for(None) == "guarded"
+    assert compute.form_for(tvm.target.Target("metal")) == "scaled"  # no float64
+    vulkan = {"kind": "vulkan", "supports_float64": True}
+    assert compute.form_for(tvm.target.Target(vulkan)) == "checked"
+    with tvm.target.Target({"kind": "cuda", "arch": "sm_90"}):
+        assert compute.form_for(tvm.target.Target.current()) == "checked"
+        assert compute.lrn(x, p).op.input_tensors == [x]  # no guard tensor
+    with tvm.target.Target("llvm"):
+        assert [t.op.name for t in compute.lrn(x, p).op.input_tensors] == ["lrn_range", "x"]
+    with pytest.raises(ValueError, match="form must be one of"):
+        compute.lrn(x, p, form="fast")

@@ -32,7 +32,7 @@ host_has_it = pytest.mark.skipif(
         (HASWELL, False),
         ({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mattr": ["+avx512f"]}, False),
         ({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "neoverse-v1"}, False),
-        ("cuda", False),
+        ("cuda", True),  # rsqrtf
         (None, False),
     ],
     ids=["znver4", "skylake-avx512", "haswell", "avx512f-without-vl", "aarch64", "cuda", "none"],
@@ -82,7 +82,8 @@ def _lrn_primfunc(target):
 def test_the_compute_uses_the_estimate_only_where_the_target_has_it():
     assert intrin.uses_rsqrt_estimate(_lrn_primfunc(ZNVER4))
     assert not intrin.uses_rsqrt_estimate(_lrn_primfunc(HASWELL))
-    assert not intrin.uses_rsqrt_estimate(_lrn_primfunc("cuda"))
+    assert intrin.uses_rsqrt_estimate(_lrn_primfunc("cuda"))
+    assert not intrin.uses_rsqrt_estimate(_lrn_primfunc({"kind": "opencl"}))
 
 
 def test_a_function_with_the_estimate_is_refused_for_other_targets():

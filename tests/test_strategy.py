@@ -35,19 +35,19 @@ A64 = Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "neoverse-
 HOST = Target.from_device("cpu")
 
 
-def static_primfunc(shape, dtype, params, guarded=None):
+def static_primfunc(shape, dtype, params, form=None):
     """The LRN PrimFunc with static int64 shapes, as Relax legalization makes it."""
     params = params.with_axis(len(shape))
     x = te.placeholder([tirx.IntImm("int64", s) for s in shape], dtype, name="x")
-    func = te.create_prim_func([x, compute.lrn(x, params, guarded=guarded)])
+    func = te.create_prim_func([x, compute.lrn(x, params, form=form)])
     return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
 
 
-def make(shape, dtype, params, static, guarded=None):
-    """``guarded=None``: the form CPU targets get; ``False``: the scaled form (GPUs)."""
+def make(shape, dtype, params, static, form=None):
+    """``form=None``: the guarded form (what CPU targets get, and a build without one)."""
     if static:
-        return static_primfunc(shape, dtype, params, guarded)
-    return lrn_primfunc(len(shape), dtype, params, guarded=guarded)
+        return static_primfunc(shape, dtype, params, form)
+    return lrn_primfunc(len(shape), dtype, params, form=form)
 
 
 def block_names(func):
@@ -102,11 +102,11 @@ CPU_CASES = [
 ]
 
 
-@pytest.mark.parametrize("guarded", [None, False], ids=["guarded", "scaled"])
+@pytest.mark.parametrize("form", compute.FORMS)
 @pytest.mark.parametrize("shape,axis,dtype,static,size", CPU_CASES)
-def test_cpu_rule_matches_exact_reference(shape, axis, dtype, static, size, guarded):
+def test_cpu_rule_matches_exact_reference(shape, axis, dtype, static, size, form):
     params = canonicalize(size, alpha=1e-2, beta=0.75, bias=1.0, axis=axis, ndim=len(shape))
-    func = schedule_primfunc(make(shape, dtype, params, static, guarded), HOST)
+    func = schedule_primfunc(make(shape, dtype, params, static, form), HOST)
     assert bool(func.attrs["tirx.is_scheduled"])
     rng = np.random.default_rng(len(shape) * 31 + size)
     # magnitudes over several decades so that the window max and the scaling matter
@@ -129,25 +129,25 @@ def test_cpu_rule_extreme_float32():
     check_against_exact(out, reference.lrn_exact(x, params), "float32")
 
 
-@pytest.mark.parametrize("guarded", [None, False], ids=["guarded", "scaled"])
+@pytest.mark.parametrize("form", ["guarded", "scaled"])
 @pytest.mark.parametrize("axis", [1, -1])
 @pytest.mark.parametrize("static", [True, False])
-def test_cpu_loops_parallel_and_vectorized(axis, static, guarded):
+def test_cpu_loops_parallel_and_vectorized(axis, static, form):
     params = canonicalize(5, axis=axis, ndim=4)
-    func = schedule_primfunc(make((2, 8, 6, 32), "float32", params, static, guarded), SKX)
+    func = schedule_primfunc(make((2, 8, 6, 32), "float32", params, static, form), SKX)
     kinds = loop_kinds(func)
     assert tirx.ForKind.PARALLEL in kinds
     # the output and every window reduction vectorized (the output may be split in a
     # vector main part and a tail, so match by block name prefix)
     vectorized = vectorized_blocks(func)
     # the guarded form sums each window in the output's own loop
-    names = ("lrn",) if guarded is None else ("lrn", "lrn_window_sumsq", "lrn_window_max")
+    names = ("lrn",) if form == "guarded" else ("lrn", "lrn_window_sumsq", "lrn_window_max")
     for name in names:
         assert any(v == name or v.startswith(name + "_") for v in vectorized), (name, vectorized)
     blocks = []
     walk(func.body, lambda n: blocks.append(n) if isinstance(n, s_tir.SBlock) else None)
     root = [b for b in blocks if b.name_hint == "root"][0]
-    if static and axis == 1 or guarded is False:
+    if static and axis == 1 or form == "scaled":
         # no full-size intermediate: every block sits under one parallel loop
         assert isinstance(root.body, tirx.For) and root.body.kind == tirx.ForKind.PARALLEL
     else:
@@ -323,14 +323,24 @@ def _children(stmt):
     return [body] if isinstance(body, tirx.Stmt) else []
 
 
+def gpu_func(shape, dtype, params, static, form=None, target=CUDA80):
+    """The LRN PrimFunc as a GPU target gets it: built under the target (the checked
+    form and the CUDA estimate by default), scheduled by the strategy."""
+    with target:
+        func = make(shape, dtype, params, static, form)
+    return schedule_primfunc(func, target)
+
+
+@pytest.mark.parametrize("form", ["checked", "scaled"])
 @pytest.mark.parametrize("axis", [1, -1])
 @pytest.mark.parametrize("static", [True, False])
-def test_gpu_rule_binds_every_loop(axis, static):
+def test_gpu_rule_binds_every_loop(axis, static, form):
     params = canonicalize(5, axis=axis, ndim=4)
-    # the scaled form: what Relax legalization and tvm_lrn.run give GPU targets
-    func = schedule_primfunc(make((2, 8, 6, 33), "float16", params, static, False), CUDA80)
+    func = gpu_func((2, 8, 6, 33), "float16", params, static, form)
     kinds = loop_kinds(func)
     assert kinds.count(tirx.ForKind.THREAD_BINDING) == 2
+    # a static channel axis: each thread computes a run of outputs along it, unrolled
+    assert (tirx.ForKind.UNROLLED in kinds) == (static and axis == 1)
     _check_all_loops_bound(func)
     scopes = []
     walk(
@@ -341,11 +351,40 @@ def test_gpu_rule_binds_every_loop(axis, static):
             else None
         ),
     )
-    assert scopes == ["local", "local"]
+    # the checked form sums each window in the output's code; the scaled form's two
+    # window reductions are registers of the thread
+    assert scopes == ([] if form == "checked" else ["local", "local"])
     ex = tvm.compile(func, target=CUDA80)
     assert len(ex.mod.imports) == 1 and ex.mod.imports[0].kind == "cuda"  # G5: a kernel
     src = ex.mod.imports[0].inspect_source()
     assert "__launch_bounds__(256)" in src
+
+
+@pytest.mark.parametrize(
+    "shape, axis, static, channels, run",
+    [
+        ((2, 96, 5, 5), 1, True, None, 8),
+        ((2, 90, 5, 5), 1, True, None, 6),  # the largest divisor up to 8
+        ((2, 97, 5, 5), 1, True, None, 8),  # no divisor over 4: runs of 8, bounds-checked
+        ((2, 3, 5, 5), 1, True, None, 3),  # the axis is shorter than a run
+        ((2, 1, 5, 5), 1, True, None, 0),  # C = 1
+        ((2, 96, 5, 5), 1, False, None, 0),  # symbolic axis
+        ((2, 5, 5, 96), 3, True, None, 0),  # channels-last
+        ((2, 96, 5, 5), 1, True, 16, 16),
+        ((2, 96, 5, 5), 1, True, 1, 0),
+    ],
+)
+def test_gpu_channel_run(shape, axis, static, channels, run):
+    params = canonicalize(5, axis=axis, ndim=len(shape))
+    func = make(shape, "float32", params, static, "checked")
+    sch = s_tir.Schedule(func)
+    loops = sch.get_loops(sch.get_sblock("lrn"))
+    assert GPULRN(channels=channels).channel_run(func, [sch.get(i).extent for i in loops]) == run
+
+
+def test_gpu_rule_rejects_a_bad_channel_run():
+    with pytest.raises(ValueError, match="channels must be at least 1"):
+        GPULRN(channels=0)
 
 
 @pytest.mark.parametrize("static", [True, False])
@@ -370,8 +409,10 @@ def test_gpu_thread_count_follows_target():
 
 @pytest.mark.parametrize("kind", ["opencl", "metal"])
 def test_gpu_rule_other_source_backends(kind):
+    """Their devices need not have float64 (Metal has none): the scaled form."""
     params = canonicalize(5, axis=1, ndim=3)
-    func = schedule_primfunc(make((2, 8, 10), "float32", params, False, False), Target(kind))
+    func = gpu_func((2, 8, 10), "float32", params, False, target=Target(kind))
+    assert "lrn_window_sumsq" in block_names(func)
     ex = tvm.compile(func, target=Target(kind))
     assert [m.kind for m in ex.mod.imports] == [kind]
 
@@ -390,7 +431,7 @@ def _ftz_instructions(ptx):
 @pytest.mark.parametrize("target", [CUDA80, CUDA90], ids=["sm_80", "sm_90"])
 def test_cuda_source_compiles_precisely(target):
     params = canonicalize(5, axis=1, ndim=4)
-    func = schedule_primfunc(make((2, 8, 6, 33), "float32", params, False, False), target)
+    func = gpu_func((2, 8, 6, 33), "float32", params, False, target=target)
     src = tvm.compile(func, target=target).mod.imports[0].inspect_source()
     with target:
         ptx = gpu_strategy.precise_cuda_compile(src, "ptx", compiler="nvcc").decode()
@@ -399,8 +440,29 @@ def test_cuda_source_compiles_precisely(target):
     assert ".entry" in ptx and cubin[:4] == b"\x7fELF"
     assert not _ftz_instructions(ptx), sorted(set(_ftz_instructions(ptx)))
     assert "ex2.approx.ftz" not in ptx and "lg2.approx.ftz" not in ptx
+    # the fast path's estimate (refined by a Newton step), not flushing subnormals
+    assert "rsqrt.approx.f32" in ptx
     # the control: TVM's default flags do flush
     assert len(_ftz_instructions(fast)) > 10
+
+
+@needs_nvcc
+@pytest.mark.parametrize("channels", [1, 8])
+def test_cuda_runs_load_each_input_once(channels):
+    """A thread's run of outputs along the channel axis loads each input of its windows
+    once (the compiler keeps them in registers), not ``size`` times; only the float64
+    fallback may load an output's own input again."""
+    params = canonicalize(5, axis=1, ndim=4)
+    with CUDA90:
+        func = make((2, 16, 6, 33), "float32", params, True, "checked")
+    func = GPULRN(channels=channels).apply(func, CUDA90, False).mod["main"]
+    src = tvm.compile(func, target=CUDA90).mod.imports[0].inspect_source()
+    with CUDA90:
+        ptx = gpu_strategy.precise_cuda_compile(src, "ptx", compiler="nvcc").decode()
+    window_inputs = channels + params.size - 1
+    loads = len(re.findall(r"\bld\.global", ptx))
+    assert window_inputs <= loads <= window_inputs + channels
+    assert len(re.findall(r"\bst\.global", ptx)) == channels
 
 
 @needs_nvcc
@@ -529,7 +591,7 @@ def test_eager_cuda_kernel_installs_the_precise_callback():
     params = canonicalize(5, ndim=4)
     try:
         eager._TARGETS.setdefault(str(CUDA80), CUDA80)
-        eager._kernel(4, "float32", params, str(CUDA80), eager._guarded_for(CUDA80))
+        eager._kernel(4, "float32", params, str(CUDA80), eager._form_for(CUDA80))
         assert not tvm_ffi.get_global_func(name).same_as(default)
     finally:
         gpu_strategy.set_precise_cuda_math(False)
@@ -562,16 +624,16 @@ def fenced(shape):
 
 host = tvm.target.Target.from_device("cpu")
 for shape, axis in [((2, 8, 16, 16), 1), ((2, 16, 16, 8), 3)]:
-    for guarded in (None, False):
+    for form in ("guarded", "checked", "scaled"):
         for static in (True, False):
             params = canonicalize(5, axis=axis, ndim=4)
             if static:
                 x = tvm.te.placeholder(shape, "float32", name="x")
-                y = compute.lrn(x, params, guarded=guarded)
+                y = compute.lrn(x, params, form=form)
                 func = tvm.te.create_prim_func([x, y]).with_attrs(
                     {"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
             else:
-                func = lrn_primfunc(4, "float32", params, guarded=guarded)
+                func = lrn_primfunc(4, "float32", params, form=form)
             kernel = tvm.compile(schedule_primfunc(func, host), target=host)
             _keep_x, x_np = fenced(shape)
             _keep_y, y_np = fenced(shape)

@@ -5,7 +5,7 @@ For output ``i`` with window ``W(i)`` along the LRN axis::
     y_i = x_i * (bias + alpha * s_i) ** -beta,    s_i = sum_{j in W(i)} x_j ** 2
 
 computed so that no intermediate overflows or underflows unless the result does, in
-one of two forms (both meet the same contract; tests run both).
+one of three forms (all meet the same contract; tests run each).
 
 **The guarded form** (float16, bfloat16 and float32 inputs with ``beta <= 2``, windows
 up to :data:`MAX_UNROLLED_WINDOW`, ordinary ``bias``/``alpha``; what CPUs get):
@@ -29,9 +29,14 @@ The choice is one branch per guard block, not a select per element, so the fallb
 costs nothing where it is not taken; and the guard reads inputs, not window sums, so
 the sums need no buffer of their own.
 
+**The checked form** (what GPU targets get, where the guarded form would apply): the
+same fast path and float64 fallback, chosen per output by its own float32 window sum
+(``s <= _sum_bound``; NaN compares false). That is one branch per output, which a GPU
+thread takes cheaply, and no pass over the tensor before the outputs; on CPUs it would
+stop the loops from vectorizing.
+
 **The scaled form** (float64 inputs, float32 with ``beta > 2`` (computed in float64),
-long windows, extreme ``bias``; and every GPU target, whose threads each compute one
-output from its own window):
+long windows, extreme ``bias``: wherever the other two do not apply):
 
 1. ``M = max |x_j|`` over the window (reduction ``lrn_window_max``).
 2. ``S = sum (x_j * 2**k) ** 2`` with ``2**k`` the power of two that brings ``M`` near 1
@@ -72,7 +77,7 @@ from tvm.target import Target
 from . import intrin
 from .spec import LRNParams, check_dtype
 
-__all__ = ["lrn", "compute_dtype", "chunk_rows", "guard_block", "guarded_for"]
+__all__ = ["lrn", "compute_dtype", "chunk_rows", "guard_block", "form_for", "FORMS"]
 
 # Bits of beta's head: beta_head * G must be exact for |G| < 2**_G_BITS.
 _G_BITS = 12
@@ -226,7 +231,7 @@ def lrn(
     params: LRNParams,
     *,
     safe_scaling: bool = True,
-    guarded: bool | None = None,
+    form: str | None = None,
     rsqrt_estimate: bool | None = None,
 ) -> te.Tensor:
     """Numerically safe LRN of ``data`` along ``params.axis``.
@@ -242,12 +247,14 @@ def lrn(
     safe_scaling : bool
         Only for benchmarks: ``False`` builds the fast path alone, with no range guard
         and no fallback (unsafe), to measure what the safety costs.
-    guarded : bool, optional
-        Which safe form: ``None`` (default) takes the guarded form wherever it applies
-        (float32 compute, windows up to :data:`MAX_UNROLLED_WINDOW`, ordinary
-        ``bias``/``alpha``), else the scaled form; ``False`` always the scaled form,
-        which computes each output from its own window alone (what GPUs want: one
-        thread per output, no plane-wide pass).
+    form : {"guarded", "checked", "scaled"}, optional
+        Which safe form (see the module docstring). ``"guarded"`` (one range guard per
+        block of the tensor, what CPUs want) and ``"checked"`` (each output checks its
+        own window sum, what GPUs want: no pass over the tensor before the outputs)
+        apply to float32 compute with windows up to :data:`MAX_UNROLLED_WINDOW` and
+        ordinary ``bias``/``alpha``; elsewhere both give the scaled form, which always
+        applies. ``None`` (default): :func:`form_for` the current target
+        (``Target.current()``).
     rsqrt_estimate : bool, optional
         Whether the float32 fast path takes its square roots from the hardware estimate
         of ``1/sqrt`` refined by a Newton step (:mod:`tvm_lrn.intrin`; the quarter betas
@@ -260,9 +267,11 @@ def lrn(
     -------
     te.Tensor
         Same shape and dtype as ``data``. The guarded form has the blocks
-        ``lrn_range`` and ``lrn``; the scaled form
+        ``lrn_range`` and ``lrn``; the checked form ``lrn`` alone; the scaled form
         ``lrn_window_max``, ``lrn_window_sumsq`` and ``lrn``.
     """
+    if form is not None and form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS} or None, got {form!r}")
     dtype = check_dtype(data.dtype)
     params = params.with_axis(len(data.shape))
     fmt = _FORMATS[compute_dtype(dtype, params.beta)]
@@ -294,19 +303,27 @@ def lrn(
 
     if params.beta == 0:  # (...)**0 == 1 even for NaN/Inf: LRN is the identity
         return te.compute(shape, lambda *idx: data(*idx), name="lrn", tag="lrn")
+    target = Target.current(allow_none=True)
     if rsqrt_estimate is None:
-        rsqrt_estimate = intrin.has_rsqrt_estimate(Target.current(allow_none=True))
+        rsqrt_estimate = intrin.has_rsqrt_estimate(target)
     estimate = rsqrt_estimate and fmt.float == "float32"
     if not safe_scaling:
         return _unscaled_lrn(data, params, fmt, x, windowed, estimate)
 
-    if guarded is not False and _guarded_form_applies(params, fmt):
+    form = form or form_for(target)
+    if form != "scaled" and _guarded_form_applies(params, fmt):
+        if form == "checked":
+            return _checked_lrn(data, params, fmt, x, windowed, estimate)
         return _guarded_lrn(data, params, fmt, x, windowed, estimate)
     return _scaled_lrn(data, params, fmt, x, windowed, reduce_axis)
 
 
-def guarded_for(target) -> bool | None:
-    """The ``guarded`` argument of :func:`lrn` that suits ``target``.
+#: The safe forms of :func:`lrn`.
+FORMS = ("guarded", "checked", "scaled")
+
+
+def form_for(target) -> str:
+    """The safe form of :func:`lrn` that suits ``target``.
 
     Parameters
     ----------
@@ -315,12 +332,18 @@ def guarded_for(target) -> bool | None:
 
     Returns
     -------
-    bool or None
-        ``False`` (the scaled form) for GPU targets, whose threads each compute one
-        output from its own window; ``None`` (the guarded form where it applies)
-        otherwise.
+    str
+        ``"checked"`` for GPU targets with float64 (CUDA, ROCm, and others that declare
+        ``supports_float64``), whose threads each compute outputs from their own windows
+        and take a branch per thread cheaply; ``"scaled"`` for other GPU targets (Metal
+        has no float64 for the fallback, and OpenCL and Vulkan devices need not have
+        it); ``"guarded"`` otherwise (CPUs, whose vector loops want one branch per
+        block). The first two fall back to ``"scaled"`` where they do not apply.
     """
-    return False if target is not None and "gpu" in target.keys else None
+    if target is None or "gpu" not in target.keys:
+        return "guarded"
+    float64 = target.kind.name in ("cuda", "rocm") or target.attrs.get("supports_float64")
+    return "checked" if float64 else "scaled"
 
 
 #: Longest window the float64 fallback of the guarded form unrolls (one load per step).
@@ -362,6 +385,25 @@ def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed, estimate: b
         fast = _plain(x(*idx), sumsq, params, fmt, estimate)
         wide = _wide(idx, x, windowed, params).astype(fmt.float)
         return tirx.if_then_else(in_range(idx), fast, wide).astype(data.dtype)
+
+    return te.compute(data.shape, output, name="lrn", tag="lrn")
+
+
+def _checked_lrn(data, params: LRNParams, fmt: _Format, x, windowed, estimate: bool):
+    """The fast form, each output checked on its own window (block ``lrn`` alone).
+
+    Where the float32 window sum is at most :func:`_sum_bound` (so is every square in
+    it, and NaN compares false), the textbook formula is taken; elsewhere the float64
+    window, as in the guarded form. One branch per output: on GPUs a thread takes it
+    cheaply and no pass over the tensor precedes the outputs.
+    """
+    bound = fmt.f(_sum_bound(params, fmt))
+
+    def output(*idx):
+        sumsq = _window_sumsq(idx, windowed, params.size, fmt)
+        fast = _plain(x(*idx), sumsq, params, fmt, estimate)
+        wide = _wide(idx, x, windowed, params).astype(fmt.float)
+        return tirx.if_then_else(sumsq <= bound, fast, wide).astype(data.dtype)
 
     return te.compute(data.shape, output, name="lrn", tag="lrn")
 

@@ -22,7 +22,7 @@ def lrn_primfunc(
     params: LRNParams,
     *,
     safe_scaling: bool = True,
-    guarded: bool | None = None,
+    form: str | None = None,
 ) -> tvm.tirx.PrimFunc:
     """A PrimFunc ``main(x, y)`` for every shape of rank ``ndim`` (int64 symbolic dims).
 
@@ -36,8 +36,9 @@ def lrn_primfunc(
         Canonical parameters; the axis is checked against ``ndim``.
     safe_scaling : bool
         ``False`` only for benchmarks (see :func:`tvm_lrn.compute.lrn`).
-    guarded : bool, optional
-        The safe form (see :func:`tvm_lrn.compute.lrn`); ``False`` for GPU targets.
+    form : str, optional
+        The safe form (see :func:`tvm_lrn.compute.lrn`); by default the one for the
+        current target.
 
     Returns
     -------
@@ -47,18 +48,18 @@ def lrn_primfunc(
     params = params.with_axis(ndim)
     shape = [te.var(f"n{i}", dtype="int64") for i in range(ndim)]
     x = te.placeholder(shape, check_dtype(dtype), name="x")
-    y = compute.lrn(x, params, safe_scaling=safe_scaling, guarded=guarded)
+    y = compute.lrn(x, params, safe_scaling=safe_scaling, form=form)
     func = te.create_prim_func([x, y])
     return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
 
 
-def _guarded_for(target: tvm.target.Target) -> bool | None:
-    # A module-level hook (tests force either safe form through it).
-    return compute.guarded_for(target)
+def _form_for(target: tvm.target.Target) -> str:
+    # A module-level hook (tests force each safe form through it).
+    return compute.form_for(target)
 
 
 @functools.lru_cache(maxsize=64)
-def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str, guarded: bool | None):
+def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str, form: str):
     from .strategy import schedule_primfunc  # late: the strategy imports tvm.s_tir
 
     target = _TARGETS[target_json]
@@ -69,7 +70,7 @@ def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str, guarded:
 
         set_precise_cuda_math(True)
     with target:  # the compute reads target features (see tvm_lrn.compute.lrn)
-        func = lrn_primfunc(ndim, dtype, params, guarded=guarded)
+        func = lrn_primfunc(ndim, dtype, params, form=form)
     func = schedule_primfunc(func, target)
     return tvm.compile(func, target=target)
 
@@ -109,7 +110,7 @@ def run(x, *, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch",
     target = resolve_target(target)
     key = str(target)
     _TARGETS.setdefault(key, target)
-    kernel = _kernel(x.ndim, dtype, params, key, _guarded_for(target))
+    kernel = _kernel(x.ndim, dtype, params, key, _form_for(target))
     if is_torch:
         import torch
 

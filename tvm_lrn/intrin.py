@@ -7,16 +7,20 @@ path's time. AVX-512's ``VRSQRT14PS`` estimates ``1/sqrt(d)`` to a relative erro
 below ``2**-14`` in a few cycles, and one Newton step (:func:`refined_rsqrt`) brings
 that to about one ulp, with a multiply-add or two.
 
+On NVIDIA GPUs, the correctly rounded root and division are instruction sequences
+around the special function unit's approximations; ``rsqrtf`` (``rsqrt.approx.f32``,
+within 2 ulp) is one instruction of it, so the same refinement saves most of them.
+
 TVM 0.27 offers no such estimate (``tirx.rsqrt`` is the exact ``1/sqrt``; LLVM uses its
 estimates only under module-wide fast-math flags, which would also reach the float64
 fallback). So the estimate is an op of its own: vectorizable, and lowered for LLVM to
-the AVX-512 intrinsic of the vector's width (16, 8 or 4 lanes of float32), and to the
-exact ``1 / sqrt(x)`` for every other width (scalar tails) and every other target. The
-lowering cannot see the target's features, so the compute emits the op only for
-targets that have them (:func:`has_rsqrt_estimate`), and tvm_lrn's scheduling entry
-points (``schedule_primfunc``, ``schedule_lrn`` and the ``ScheduleLRN`` pass) refuse a
-function with the op for any other target (:func:`check_target`): LLVM would abort the
-process on the AVX-512 intrinsic.
+the AVX-512 intrinsic of the vector's width (16, 8 or 4 lanes of float32), for CUDA to
+``rsqrtf``, and to the exact ``1 / sqrt(x)`` for every other width (scalar tails) and
+every other target. The LLVM lowering cannot see the target's features, so the compute
+emits the op only for targets that have them (:func:`has_rsqrt_estimate`), and
+tvm_lrn's scheduling entry points (``schedule_primfunc``, ``schedule_lrn`` and the
+``ScheduleLRN`` pass) refuse a function with the op for any other target
+(:func:`check_target`): LLVM would abort the process on the AVX-512 intrinsic.
 """
 
 from __future__ import annotations
@@ -57,9 +61,12 @@ def has_rsqrt_estimate(target) -> bool:
     Returns
     -------
     bool
-        True for LLVM targets whose CPU has AVX-512 (F and VL), per the target's
-        ``mtriple``, ``mcpu`` and ``mattr``; False otherwise (and without a target).
+        True for CUDA targets and for LLVM targets whose CPU has AVX-512 (F and VL), per
+        the target's ``mtriple``, ``mcpu`` and ``mattr``; False otherwise (and without a
+        target).
     """
+    if target is not None and target.kind.name == "cuda":
+        return True
     if target is None or target.kind.name != "llvm":
         return False
     from tvm.target import codegen
@@ -86,13 +93,14 @@ def check_target(func: tirx.PrimFunc, target) -> None:
     """
     if not has_rsqrt_estimate(target) and uses_rsqrt_estimate(func):
         raise ValueError(
-            f"this LRN function was built for a CPU with AVX-512 (it uses {OP_NAME}), "
-            f"but the target {target} has no AVX-512F/VL: build it again under this target"
+            f"this LRN function was built for a CUDA GPU or a CPU with AVX-512 (it uses "
+            f"{OP_NAME}), but the target {target} has no such estimate (for CPUs: no "
+            f"AVX-512F/VL): build it again under this target"
         )
 
 
 def rsqrt_estimate(x: tirx.PrimExpr) -> tirx.PrimExpr:
-    """``1/sqrt(x)`` for a float32 ``x > 0``, to a relative error below ``2**-14``.
+    """``1/sqrt(x)`` for a normal float32 ``x > 0``, to a relative error below ``2**-14``.
 
     Exact (``1 / sqrt(x)``) wherever the lowering has no estimate. Only for code built
     for targets where :func:`has_rsqrt_estimate` holds.
@@ -133,6 +141,12 @@ def _lower_llvm(call: tirx.Call) -> tirx.PrimExpr:
     )
 
 
+def _lower_cuda(call: tirx.Call) -> tirx.PrimExpr:
+    if call.ty.dtype.lanes != 1:
+        return _lower_exact(call)
+    return tirx.call_pure_extern("float32", "rsqrtf", call.args[0])
+
+
 def _register() -> None:
     # Once per process: TVM refuses a second registration at the same level (a reload).
     if OP_NAME in tvm.ir.Op.list_op_names():
@@ -142,6 +156,7 @@ def _register() -> None:
     tvm.ir.register_op_attr(OP_NAME, "TVectorizable", True)
     tvm.ir.register_op_attr(OP_NAME, "TScriptPrinterName", OP_NAME)  # T.tvm_lrn.rsqrt_estimate
     tirx.register_intrin_lowering(OP_NAME, "llvm", f=_lower_llvm, level=10)
+    tirx.register_intrin_lowering(OP_NAME, "cuda", f=_lower_cuda, level=10)
     tirx.register_intrin_lowering(OP_NAME, "default", f=_lower_exact, level=10)
 
 

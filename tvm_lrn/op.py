@@ -7,8 +7,8 @@ named ``relax.<flat_name>`` because only that prefix prints as ``R.tvm_lrn(...)`
 builder :func:`tvm_lrn` is installed on ``tvm.relax.script`` (and its parser) so printed
 modules parse back.
 
-Legalization builds :func:`tvm_lrn.compute.lrn` (the guarded form, or the scaled form
-under a GPU target) into a PrimFunc named ``lrn`` that carries the parameters as
+Legalization builds :func:`tvm_lrn.compute.lrn` (in the safe form for the target:
+:func:`tvm_lrn.compute.form_for`) into a PrimFunc named ``lrn`` that carries the parameters as
 ``tvm_lrn.*`` attributes (how the strategy, the tuner and :mod:`tvm_lrn.build` recognize
 LRN kernels) and
 ``op_pattern = kOpaque`` so that FuseOps leaves it alone and the attributes survive.
@@ -156,7 +156,7 @@ def _infer_type(call: relax.Call, bb: relax.BlockBuilder) -> relax.TensorType:
 
 
 def lrn_primfunc(
-    ty: relax.TensorType, params: LRNParams, guarded: bool | None = None
+    ty: relax.TensorType, params: LRNParams, form: str | None = None
 ) -> tvm.tirx.PrimFunc:
     """The LRN PrimFunc ``(x, y)`` for inputs of type ``ty``, tagged with ``tvm_lrn.*``.
 
@@ -169,18 +169,16 @@ def lrn_primfunc(
         Input type with a known shape.
     params : LRNParams
         Canonical parameters.
-    guarded : bool, optional
-        The safe form (see :func:`tvm_lrn.compute.lrn`); by default the guarded form,
-        except under a GPU target (``Target.current()``, which ``tvm.compile`` sets
-        while it legalizes), where it is the scaled one.
+    form : str, optional
+        The safe form (see :func:`tvm_lrn.compute.lrn`); by default the one for
+        ``Target.current()``, which ``tvm.compile`` sets while it legalizes (the
+        guarded form on CPUs, the checked form on GPUs).
 
     Returns
     -------
     tvm.tirx.PrimFunc
         No ``global_symbol``; attributes from :func:`primfunc_attrs`.
     """
-    if guarded is None:
-        guarded = compute.guarded_for(tvm.target.Target.current(allow_none=True))
     shape = []
     for i, dim in enumerate(ty.shape.values):
         if isinstance(dim, tvm.tirx.IntImm):
@@ -188,7 +186,7 @@ def lrn_primfunc(
         else:
             shape.append(te.var(f"n{i}", dtype="int64"))
     data = te.placeholder(shape, str(ty.dtype), name="x")
-    out = compute.lrn(data, params, guarded=guarded)
+    out = compute.lrn(data, params, form=form)
     # Not bb.call_te: it always builds with index_dtype_override="int64", which also widens
     # the int32 exponent arithmetic of the safe compute (bit-casts to float32) into int64
     # and LLVM then rejects the i64 -> float bitcast. Relax shapes are int64 already, so
