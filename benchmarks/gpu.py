@@ -288,6 +288,13 @@ def sweep_case(shape, dtype, args, target, log) -> list[dict]:
     return rows
 
 
+def gpu_check_dtypes() -> tuple:
+    """The dtypes of ``scripts/gpu_check.py``'s contract cases."""
+    import gpu_check
+
+    return gpu_check.DTYPES
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "device"
 
@@ -306,6 +313,12 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--contract", action="store_true", help="run gpu_check's contract first")
+    p.add_argument(
+        "--contract-dtypes",
+        type=R._csv_list,
+        default=list(gpu_check_dtypes()),
+        help="the dtypes whose contract cases --contract runs",
+    )
     p.add_argument(
         "--sweep",
         action="store_true",
@@ -331,7 +344,9 @@ def main(argv=None) -> int:
         name = torch.cuda.get_device_name(0)
         if args.contract:
             print("== numerical contract (scripts/gpu_check.py, precise CUDA math) ==")
-            _, failures = gpu_check.run_contract(torch, torch.device("cuda"), "precise")
+            _, failures = gpu_check.run_contract(
+                torch, torch.device("cuda"), "precise", args.contract_dtypes
+            )
     else:
         name = R.cpu_model()
     target = f"{device}:{name}"

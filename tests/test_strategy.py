@@ -446,6 +446,27 @@ def test_cuda_source_compiles_precisely(target):
     assert len(_ftz_instructions(fast)) > 10
 
 
+def _float64_bits(value: float) -> str:
+    return str(int(np.array(value, dtype=np.float64).view(np.int64)))
+
+
+@pytest.mark.parametrize("dtype, form", [("float64", None), ("float32", "checked")])
+def test_cuda_float64_constants_are_exact(dtype, form):
+    """TVM's CUDA codegen prints float64 constants in fixed notation with 15 decimals, so
+    1e-30 became 0 (a GPU contract run failed float64 with bias 0 and subnormal inputs:
+    the subnormal threshold 2**-1022 was 0). The compute writes every non-integral
+    float64 constant as its bits: every float64 literal left in the source is integral."""
+    params = canonicalize(5, alpha=1e-30, beta=0.75, bias=1e-20, axis=1, ndim=4)
+    func = gpu_func((2, 8, 6, 33), dtype, params, True, form)
+    src = tvm.compile(func, target=CUDA80).mod.imports[0].inspect_source()
+    kernel = re.sub(r"/\*.*?\*/", "", src[src.index("__global__") :])  # float32 hex: comments
+    literals = re.findall(r"(?<![\w.])\d+\.\d+(?:e[-+]?\d+)?(?![\w.])", kernel)
+    assert literals and all(float(v).is_integer() for v in literals), sorted(set(literals))
+    # the subnormal threshold of the float64 compute; alpha in the float64 fallback
+    tiny = 2.0**-1022 if dtype == "float64" else params.alpha
+    assert f"(int64_t){_float64_bits(tiny)}" in kernel
+
+
 @needs_nvcc
 @pytest.mark.parametrize("channels", [1, 8])
 def test_cuda_runs_load_each_input_once(channels):

@@ -108,7 +108,14 @@ class _Format:
         return tirx.const(int(value), self.int)
 
     def f(self, value: float):
-        return tirx.const(float(value), self.float)
+        value = float(value)
+        if self.float == "float64" and not value.is_integer():
+            # TVM's CUDA codegen prints float64 constants in fixed notation with 15
+            # decimals: 1e-30 becomes 0 and 2e-5/3 loses its last digits. Their bits are
+            # exact on every backend (and the compiler folds them).
+            bits = int(np.array(value, dtype=np.float64).view(np.int64))
+            return tirx.reinterpret("float64", tirx.const(bits, "int64"))
+        return tirx.const(value, self.float)
 
     def exponent(self, v):
         """Unbiased exponent of |v|; subnormals and zero report ``emin``."""
