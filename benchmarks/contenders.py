@@ -222,7 +222,7 @@ def _static_lrn_primfunc(shape, dtype: str, lrn: LRNArgs, *, safe_scaling: bool,
 
 def _legalized_lrn_primfunc(shape, dtype: str, lrn: LRNArgs, device: str):
     """The PrimFunc ``relax.tvm_lrn`` legalizes to for ``shape`` on ``device`` (what a
-    compiled model runs: the guarded form on CPUs, the scaled form on GPUs)."""
+    compiled model runs: the guarded form on CPUs, the checked form on GPUs)."""
     from tvm_lrn import tune
 
     with _tvm_target(device):

@@ -7,6 +7,8 @@ root, in about two to four minutes::
     python benchmarks/gpu.py                 # float32 + float16, tensors of 77-191 MB
     python benchmarks/gpu.py --contract      # first the numerical contract of
                                              # scripts/gpu_check.py, then the timing
+    python benchmarks/gpu.py --sweep         # first tvm_lrn's schedule variants against
+                                             # the copy (about five minutes more)
     python benchmarks/gpu.py --device cpu --shapes 1x16x8x8 --csv /tmp/g.csv   # dry run
 
 It shares its parts instead of repeating them: the contenders are those of

@@ -324,3 +324,7 @@ def test_form_follows_the_target():
         assert [t.op.name for t in compute.lrn(x, p).op.input_tensors] == ["lrn_range", "x"]
     with pytest.raises(ValueError, match="form must be one of"):
         compute.lrn(x, p, form="fast")
+    # where neither fast form applies, both resolve to the scaled form's kernel
+    assert compute.resolve_form("float32", p, "checked") == "checked"
+    assert compute.resolve_form("float64", p, "checked") == "scaled"
+    assert compute.resolve_form("float32", canonicalize(5, bias=0.0, ndim=4), "guarded") == "scaled"

@@ -77,7 +77,7 @@ from tvm.target import Target
 from . import intrin
 from .spec import LRNParams, check_dtype
 
-__all__ = ["lrn", "compute_dtype", "chunk_rows", "guard_block", "form_for", "FORMS"]
+__all__ = ["lrn", "compute_dtype", "chunk_rows", "guard_block", "form_for", "resolve_form", "FORMS"]
 
 # Bits of beta's head: beta_head * G must be exact for |G| < 2**_G_BITS.
 _G_BITS = 12
@@ -317,12 +317,35 @@ def lrn(
     if not safe_scaling:
         return _unscaled_lrn(data, params, fmt, x, windowed, estimate)
 
-    form = form or form_for(target)
-    if form != "scaled" and _guarded_form_applies(params, fmt):
-        if form == "checked":
-            return _checked_lrn(data, params, fmt, x, windowed, estimate)
+    form = resolve_form(dtype, params, form or form_for(target))
+    if form == "checked":
+        return _checked_lrn(data, params, fmt, x, windowed, estimate)
+    if form == "guarded":
         return _guarded_lrn(data, params, fmt, x, windowed, estimate)
     return _scaled_lrn(data, params, fmt, x, windowed, reduce_axis)
+
+
+def resolve_form(dtype: str, params: LRNParams, form: str) -> str:
+    """The safe form :func:`lrn` builds for ``form``: ``"scaled"`` where the guarded and
+    checked forms do not apply (see :func:`lrn`), else ``form`` itself.
+
+    Parameters
+    ----------
+    dtype : str
+        Input dtype.
+    params : LRNParams
+        Canonical parameters.
+    form : {"guarded", "checked", "scaled"}
+        The form asked for.
+
+    Returns
+    -------
+    str
+    """
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS} or None, got {form!r}")
+    fmt = _FORMATS[compute_dtype(check_dtype(dtype), params.beta)]
+    return form if form != "scaled" and _guarded_form_applies(params, fmt) else "scaled"
 
 
 #: The safe forms of :func:`lrn`.

@@ -110,7 +110,9 @@ def run(x, *, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch",
     target = resolve_target(target)
     key = str(target)
     _TARGETS.setdefault(key, target)
-    kernel = _kernel(x.ndim, dtype, params, key, _form_for(target))
+    # The form that is built, so that forms that fall back to the same kernel share it.
+    form = compute.resolve_form(dtype, params, _form_for(target))
+    kernel = _kernel(x.ndim, dtype, params, key, form)
     if is_torch:
         import torch
 

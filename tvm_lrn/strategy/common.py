@@ -108,7 +108,7 @@ class LRNBlocks:
         The elementwise output block.
     reductions : list of s_tir.SBlockRV
         The window reductions present, producers first (none when ``beta == 0`` and in
-        the guarded form, which sums each window in the output's loop).
+        the guarded and checked forms, which sum each window in the output's loop).
     compute_dtype : str
         The dtype the window sums are computed in (float32 or float64).
     guards : list of s_tir.SBlockRV
