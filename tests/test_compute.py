@@ -328,3 +328,4 @@ def test_form_follows_the_target():
     assert compute.resolve_form("float32", p, "checked") == "checked"
     assert compute.resolve_form("float64", p, "checked") == "scaled"
     assert compute.resolve_form("float32", canonicalize(5, bias=0.0, ndim=4), "guarded") == "scaled"
+    assert compute.resolve_form("float32", canonicalize(5, beta=0.0, ndim=4), "checked") == "scaled"

@@ -327,7 +327,8 @@ def lrn(
 
 def resolve_form(dtype: str, params: LRNParams, form: str) -> str:
     """The safe form :func:`lrn` builds for ``form``: ``"scaled"`` where the guarded and
-    checked forms do not apply (see :func:`lrn`), else ``form`` itself.
+    checked forms do not apply (see :func:`lrn`) and for ``beta == 0`` (the identity
+    whatever the form), else ``form`` itself.
 
     Parameters
     ----------
@@ -344,6 +345,8 @@ def resolve_form(dtype: str, params: LRNParams, form: str) -> str:
     """
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS} or None, got {form!r}")
+    if params.beta == 0:
+        return "scaled"
     fmt = _FORMATS[compute_dtype(check_dtype(dtype), params.beta)]
     return form if form != "scaled" and _guarded_form_applies(params, fmt) else "scaled"
 
