@@ -277,10 +277,10 @@ def lrn(
         ``lrn_range`` and ``lrn``; the checked form ``lrn`` alone; the scaled form
         ``lrn_window_max``, ``lrn_window_sumsq`` and ``lrn``.
     """
-    if form is not None and form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS} or None, got {form!r}")
     dtype = check_dtype(data.dtype)
     params = params.with_axis(len(data.shape))
+    target = Target.current(allow_none=True)
+    form = resolve_form(dtype, params, form or form_for(target))
     fmt = _FORMATS[compute_dtype(dtype, params.beta)]
     shape, axis = data.shape, params.axis
     at = _window(shape, axis, params.lo)
@@ -310,14 +310,12 @@ def lrn(
 
     if params.beta == 0:  # (...)**0 == 1 even for NaN/Inf: LRN is the identity
         return te.compute(shape, lambda *idx: data(*idx), name="lrn", tag="lrn")
-    target = Target.current(allow_none=True)
     if rsqrt_estimate is None:
         rsqrt_estimate = intrin.has_rsqrt_estimate(target)
     estimate = rsqrt_estimate and fmt.float == "float32"
     if not safe_scaling:
         return _unscaled_lrn(data, params, fmt, x, windowed, estimate)
 
-    form = resolve_form(dtype, params, form or form_for(target))
     if form == "checked":
         return _checked_lrn(data, params, fmt, x, windowed, estimate)
     if form == "guarded":
@@ -344,7 +342,7 @@ def resolve_form(dtype: str, params: LRNParams, form: str) -> str:
     str
     """
     if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS} or None, got {form!r}")
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     if params.beta == 0:
         return "scaled"
     fmt = _FORMATS[compute_dtype(check_dtype(dtype), params.beta)]
