@@ -316,10 +316,8 @@ def lrn(
     if not safe_scaling:
         return _unscaled_lrn(data, params, fmt, x, windowed, estimate)
 
-    if form == "checked":
-        return _checked_lrn(data, params, fmt, x, windowed, estimate)
-    if form == "guarded":
-        return _guarded_lrn(data, params, fmt, x, windowed, estimate)
+    if form != "scaled":
+        return _fast_or_wide(data, params, fmt, x, windowed, estimate, form == "checked")
     return _scaled_lrn(data, params, fmt, x, windowed, reduce_axis)
 
 
@@ -398,43 +396,37 @@ def _guarded_form_applies(params: LRNParams, fmt: _Format) -> bool:
     return params.bias >= 2.0**-1000 and alpha_ok  # (bias > 0: _sum_bound has a range)
 
 
-def _guarded_lrn(data, params: LRNParams, fmt: _Format, x, windowed, estimate: bool):
-    """The fast form behind a range guard (blocks ``lrn_range``, ``lrn``).
+def _fast_or_wide(data, params: LRNParams, fmt: _Format, x, windowed, estimate, checked):
+    """The guarded form (blocks ``lrn_range``, ``lrn``) or, with ``checked``, the checked
+    form (block ``lrn`` alone): the float32 fast path where it is safe, else the float64
+    window.
 
-    Where no input of a guard block exceeds :func:`_input_limit` in magnitude, no window
-    sum of its outputs can exceed :func:`_sum_bound`, so the textbook formula in float32
-    cannot overflow or underflow, and is taken, with each window sum computed in the
-    output's own loop. Elsewhere (huge values, Inf, NaN) the output is computed in
-    float64 from the window itself, unrolled: float64 holds the square of every float32
-    number, so it needs no scaling. The choice is one branch per guard block (see
+    Guarded: where no input of a guard block exceeds :func:`_input_limit` in magnitude,
+    no window sum of its outputs can exceed :func:`_sum_bound`, so the textbook formula in
+    float32 cannot overflow or underflow, and is taken, with each window sum computed in
+    the output's own loop. The choice is one branch per guard block (see
     :func:`guard_block`), so the fallback costs nothing where it is not taken.
+
+    Checked: each output takes the fast path where its own float32 window sum is at most
+    :func:`_sum_bound` (so is every square in it, and NaN compares false). One branch per
+    output: on GPUs a thread takes it cheaply and no pass over the tensor precedes the
+    outputs.
+
+    Elsewhere (huge values, Inf, NaN) the output is computed in float64 from the window
+    itself, unrolled: float64 holds the square of every float32 number, so it needs no
+    scaling.
     """
-    in_range = _range_guard(data.shape, params, fmt, x, _input_limit(params, fmt))
+    if checked:
+        bound = fmt.f(_sum_bound(params, fmt))
+    else:
+        in_range = _range_guard(data.shape, params, fmt, x, _input_limit(params, fmt))
 
     def output(*idx):
         sumsq = _window_sumsq(idx, windowed, params.size, fmt)
         fast = _plain(x(*idx), sumsq, params, fmt, estimate)
         wide = _wide(idx, x, windowed, params).astype(fmt.float)
-        return tirx.if_then_else(in_range(idx), fast, wide).astype(data.dtype)
-
-    return te.compute(data.shape, output, name="lrn", tag="lrn")
-
-
-def _checked_lrn(data, params: LRNParams, fmt: _Format, x, windowed, estimate: bool):
-    """The fast form, each output checked on its own window (block ``lrn`` alone).
-
-    Where the float32 window sum is at most :func:`_sum_bound` (so is every square in
-    it, and NaN compares false), the textbook formula is taken; elsewhere the float64
-    window, as in the guarded form. One branch per output: on GPUs a thread takes it
-    cheaply and no pass over the tensor precedes the outputs.
-    """
-    bound = fmt.f(_sum_bound(params, fmt))
-
-    def output(*idx):
-        sumsq = _window_sumsq(idx, windowed, params.size, fmt)
-        fast = _plain(x(*idx), sumsq, params, fmt, estimate)
-        wide = _wide(idx, x, windowed, params).astype(fmt.float)
-        return tirx.if_then_else(sumsq <= bound, fast, wide).astype(data.dtype)
+        safe = sumsq <= bound if checked else in_range(idx)
+        return tirx.if_then_else(safe, fast, wide).astype(data.dtype)
 
     return te.compute(data.shape, output, name="lrn", tag="lrn")
 
