@@ -205,9 +205,12 @@ def _compile_kernel(func, device: str):
     return executable["main"]
 
 
-def _static_lrn_primfunc(shape, dtype: str, lrn: LRNArgs, *, safe_scaling: bool, device="cpu"):
+def _static_lrn_primfunc(
+    shape, dtype: str, lrn: LRNArgs, *, safe_scaling: bool, device="cpu", **compute_kwargs
+):
     """The LRN PrimFunc of one static shape, as Relax legalization writes it (int64 dims)
-    under the target of ``device``."""
+    under the target of ``device``; ``compute_kwargs`` go to :func:`tvm_lrn.compute.lrn`
+    (``form``, ``rsqrt_estimate``)."""
     from tvm import te, tirx
 
     from tvm_lrn import compute
@@ -215,7 +218,7 @@ def _static_lrn_primfunc(shape, dtype: str, lrn: LRNArgs, *, safe_scaling: bool,
     params = lrn.params(len(shape))
     x = te.placeholder([tirx.IntImm("int64", d) for d in shape], dtype, name="x")
     with _tvm_target(device):
-        y = compute.lrn(x, params, safe_scaling=safe_scaling)
+        y = compute.lrn(x, params, safe_scaling=safe_scaling, **compute_kwargs)
     func = te.create_prim_func([x, y])
     return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
 

@@ -47,6 +47,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import contenders as C  # noqa: E402
+import gpu_check  # noqa: E402
 import run as R  # noqa: E402
 
 #: Shapes of 64 MB and more in both dtypes: (8,96,224,224) is 154 MB in float32 and
@@ -105,14 +106,33 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_case(shape, dtype, keys, args, target, device, log) -> list[dict]:
-    """Prepare, check and time every contender on one (shape, dtype), in this process."""
+def _case_input(shape, dtype, args):
+    """``(lrn, x, ref)`` of one case: the LRN arguments, the input and the exact
+    reference output."""
     from tvm_lrn import reference
 
     lrn = C.LRNArgs(size=args.size, alpha=args.alpha, beta=args.beta, k=args.k)
     rng = np.random.default_rng(args.seed)
     x = (rng.standard_normal(shape, dtype=np.float32) * 8.0).astype(dtype)
     ref = np.asarray(reference.lrn_exact(x, lrn.params(x.ndim)), dtype=np.float64)
+    return lrn, x, ref
+
+
+def _interleaved(calls: dict, rounds: int, repeats: int, timer) -> dict:
+    """``{key: [seconds per call]}`` for ``calls = {key: (fn, calls per sample)}``, in
+    ``rounds`` rounds whose order rotates, ``repeats`` samples per key and round."""
+    samples = {k: [] for k in calls}
+    keys = list(calls)
+    for r in range(rounds):
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)] if keys else []:
+            fn, number = calls[key]
+            samples[key] += timer(fn, repeats, number)
+    return samples
+
+
+def run_case(shape, dtype, keys, args, target, device, log) -> list[dict]:
+    """Prepare, check and time every contender on one (shape, dtype), in this process."""
+    lrn, x, ref = _case_input(shape, dtype, args)
     nbytes = x.nbytes
     timer = _timer(device)
     rows, benches, info = {}, {}, {}
@@ -146,11 +166,8 @@ def run_case(shape, dtype, keys, args, target, device, log) -> list[dict]:
             version=C.CONTENDERS[key].version(),
             prepare_s=time.perf_counter() - t0,
         )
-    samples = {k: [] for k in benches}
-    live = list(benches)
-    for r in range(args.rounds):
-        for key in live[r % len(live) :] + live[: r % len(live)] if live else []:
-            samples[key] += timer(benches[key].call, args.repeats, info[key]["number"])
+    calls = {k: (b.call, info[k]["number"]) for k, b in benches.items()}
+    samples = _interleaved(calls, args.rounds, args.repeats, timer)
     for key, secs in samples.items():
         inf = info[key]
         med, low = statistics.median(secs), min(secs)
@@ -189,7 +206,8 @@ def run_case(shape, dtype, keys, args, target, device, log) -> list[dict]:
 
 #: Schedule variants of tvm_lrn that ``--sweep`` times against the copy:
 #: (label, form, channels per thread, rsqrt estimate, static shape). The first is the
-#: kernel GPUs got before the checked form; ``form=None`` is the fast path alone.
+#: kernel GPUs got before the checked form; ``form=None`` is the fast path alone; an
+#: estimate of None is the target's default (as in ``tvm_lrn.run``).
 SWEEP = (
     ("scaled c1 exact", "scaled", 1, False, True),
     ("checked c1", "checked", 1, True, True),
@@ -198,7 +216,7 @@ SWEEP = (
     ("checked c16", "checked", 16, True, True),
     ("checked c8 exact", "checked", 8, False, True),
     ("unguarded c8", None, 8, True, True),
-    ("symbolic", "checked", 8, True, False),  # what tvm_lrn.run compiles
+    ("symbolic", "checked", 8, None, False),  # what tvm_lrn.run compiles
 )
 SWEEP_COLUMNS = (
     "variant",
@@ -214,36 +232,31 @@ SWEEP_COLUMNS = (
 )
 
 
-def sweep_func(shape, dtype: str, lrn, form, channels: int, estimate: bool, static: bool):
+def sweep_func(shape, dtype: str, lrn, form, channels: int, estimate, static: bool):
     """The scheduled CUDA PrimFunc of one :data:`SWEEP` variant."""
-    from tvm import te, tirx
-
-    from tvm_lrn import compute
+    from tvm_lrn.eager import lrn_primfunc
     from tvm_lrn.strategy import GPULRN
 
     target = C._tvm_target("cuda")
-    params = lrn.params(len(shape))
-    dims = [tirx.IntImm("int64", d) for d in shape] if static else None
-    dims = dims or [te.var(f"n{i}", dtype="int64") for i in range(len(shape))]
-    x = te.placeholder(dims, dtype, name="x")
-    with target:
-        y = compute.lrn(
-            x, params, safe_scaling=form is not None, form=form, rsqrt_estimate=estimate
+    if static:
+        func = C._static_lrn_primfunc(
+            shape,
+            dtype,
+            lrn,
+            safe_scaling=form is not None,
+            device="cuda",
+            form=form,
+            rsqrt_estimate=estimate,
         )
-    func = te.create_prim_func([x, y])
-    func = func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
+    else:
+        with target:  # the target's estimate
+            func = lrn_primfunc(len(shape), dtype, lrn.params(len(shape)), form=form)
     return GPULRN(channels=channels).apply(func, target, False).mod["main"]
 
 
 def sweep_case(shape, dtype, args, target, log) -> list[dict]:
     """Time the :data:`SWEEP` variants and the copy on one (shape, dtype)."""
-    from tvm_lrn import reference
-
-    lrn = C.LRNArgs(size=args.size, alpha=args.alpha, beta=args.beta, k=args.k)
-    x = (np.random.default_rng(args.seed).standard_normal(shape, dtype=np.float32) * 8.0).astype(
-        dtype
-    )
-    ref = np.asarray(reference.lrn_exact(x, lrn.params(x.ndim)), dtype=np.float64)
+    lrn, x, ref = _case_input(shape, dtype, args)
     timer = _timer("cuda")
     benches, rows = {}, []
     for label, *variant in SWEEP:
@@ -256,11 +269,8 @@ def sweep_case(shape, dtype, args, target, log) -> list[dict]:
     benches["copy"] = C.CONTENDERS["copy_torch"].make(x, lrn, 0, "cuda")
     benches["copy"].call()
     _sync("cuda")
-    samples = {k: [] for k in benches}
-    for r in range(args.rounds):
-        order = list(benches)[r % len(benches) :] + list(benches)[: r % len(benches)]
-        for key in order:
-            samples[key] += timer(benches[key].call, args.repeats, 20)
+    calls = {k: (b.call, 20) for k, b in benches.items()}
+    samples = _interleaved(calls, args.rounds, args.repeats, timer)
     copy_ms = statistics.median(samples["copy"]) * 1e3
     for key, secs in samples.items():
         med = statistics.median(secs)
@@ -290,13 +300,6 @@ def sweep_case(shape, dtype, args, target, log) -> list[dict]:
     return rows
 
 
-def gpu_check_dtypes() -> tuple:
-    """The dtypes of ``scripts/gpu_check.py``'s contract cases."""
-    import gpu_check
-
-    return gpu_check.DTYPES
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "device"
 
@@ -318,7 +321,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--contract-dtypes",
         type=R._csv_list,
-        default=list(gpu_check_dtypes()),
+        default=list(gpu_check.DTYPES),
         help="the dtypes whose contract cases --contract runs",
     )
     p.add_argument(
@@ -337,8 +340,6 @@ def main(argv=None) -> int:
     device = args.device
     failures = 0
     if device == "cuda":
-        import gpu_check
-
         torch = gpu_check._cuda_or_exit()  # exits with status 2 without a GPU
         from tvm_lrn.strategy import gpu as gpu_strategy
 
