@@ -22,6 +22,7 @@ from tvm_lrn import compute, reference
 from tvm_lrn.eager import lrn_primfunc
 from tvm_lrn.spec import canonicalize
 from tvm_lrn.strategy import CPULRN, GPULRN, is_lrn_primfunc, schedule_primfunc
+from tvm_lrn.strategy import cpu as cpu_strategy
 from tvm_lrn.strategy import gpu as gpu_strategy
 from tvm_lrn.strategy.common import walk
 from tvm_lrn.strategy.cpu import choose_tile, vector_bits
@@ -198,6 +199,64 @@ def test_cpu_plane_schedule_chunks_large_planes():
     x[1, 2, 100, 7] = 1e30
     _, out = run_cpu(schedule_primfunc(make(x.shape, "float32", params, True), HOST), x)
     check_against_exact(out, reference.lrn_exact(x, params), "float32")
+
+
+def prefetches(func):
+    """``(buffer name, rw)`` of each software prefetch in ``func``, in program order."""
+    found = []
+
+    def visit(node):
+        call = node.value if isinstance(node, tirx.Evaluate) else None
+        if isinstance(call, tvm.ir.expr.Call) and call.op.name == "tirx.prefetch":
+            load = call.args[0].args[0]  # address_of(buffer[...])
+            found.append((load.source.name, int(call.args[1])))
+
+    walk(func.body, visit)
+    return found
+
+
+# (shape, dtype, input prefetched): the next guard block is prefetched where it is small
+# (27x27 planes: 32 + 4 channels are 105 KB), not where it would evict the block in use.
+PREFETCH_CASES = [
+    ((16, 256, 27, 27), "float32", True),
+    ((16, 96, 55, 55), "float32", False),
+    ((16, 96, 55, 55), "float16", False),
+    ((2, 16, 224, 224), "float32", False),
+    ((1, 64, 9, 11), "float32", True),
+]
+
+
+@pytest.mark.parametrize("shape, dtype, ahead", PREFETCH_CASES)
+def test_cpu_plane_schedule_prefetches(shape, dtype, ahead):
+    """Each vector step of the output prefetches the next channel's output row (for
+    writing) and, for small guard blocks, the next block's input; the x86 code has them."""
+    params = canonicalize(5, ndim=4)
+    func = schedule_primfunc(make(shape, dtype, params, True), SKX)
+    steps = []  # the output's vector loops: the main one, and a tail step if the plane has one
+
+    def visit(node):
+        if isinstance(node, tirx.For) and node.kind == tirx.ForKind.VECTORIZED:
+            block = node.body.block if isinstance(node.body, s_tir.SBlockRealize) else None
+            if block is not None and block.writes[0].source.name == "lrn":
+                steps.append(node)
+
+    walk(func.body, visit)
+    assert len(steps) in (1, 2)
+    step = [("x", 0)] if ahead else []
+    assert prefetches(func) == (step + [("lrn", 1)]) * len(steps)
+    asm = tvm.compile(func, target=SKX).mod.inspect_source("asm")
+    assert ("prefetcht0" in asm) == ahead and "prefetchw" in asm
+
+
+def test_prefetch_distances():
+    """In elements: the next block of channels (or the next row chunk of the same
+    channels) for the input, one plane for the output; no input beyond the size limit."""
+    distances = cpu_strategy._prefetch_distances
+    assert distances([16, 256, 27, 27], 1, 32, 27, 4, 4) == (32 * 729, 729)
+    assert distances([16, 256, 27, 27], 1, 32, 27, 4, 8) == (0, 729)  # 210 KB
+    assert distances([2, 16, 224, 224], 1, 8, 32, 4, 4) == (0, 224 * 224)
+    assert distances([2, 16, 224, 224], 1, 2, 4, 2, 2) == (4 * 224, 224 * 224)  # a chunk
+    assert distances([1, 64, 9, 11], 1, 32, 9, 4, 4) == (32 * 99, 99)
 
 
 @pytest.mark.parametrize("side", ["before", "after"])

@@ -46,11 +46,12 @@ from __future__ import annotations
 
 import math
 
-from tvm import s_tir, tirx
+import tvm
+from tvm import s_tir, sym, tirx
 from tvm.target import Target, codegen
 
 from ..compute import chunk_rows, guard_block
-from .common import LRNScheduleRule, split_loops
+from .common import LRNScheduleRule, split_loops, walk
 
 __all__ = ["CPULRN", "vector_bits", "choose_tile"]
 
@@ -228,7 +229,7 @@ def _plane_blocking(sch: s_tir.Schedule, blocks, func: tirx.PrimFunc, extents):
 def _schedule_planes(
     sch: s_tir.Schedule, blocks, func: tirx.PrimFunc, lanes: int, registers: int = _PLANE_REGISTERS
 ):
-    """The plane schedule (module docstring); returns the parallel task loop."""
+    """The plane schedule (module docstring); returns ``(channels, rows)`` of one task."""
     axis = int(func.attrs["tvm_lrn.axis"])
     step = registers * lanes
     loops = sch.get_loops(blocks.output)
@@ -249,7 +250,130 @@ def _schedule_planes(
         *spatial, _window = sch.get_loops(block)[depth:]
         _vectorize_plane(sch, sch.fuse(*spatial) if len(spatial) > 1 else spatial[0], step)
     _vectorize_plane(sch, plane_loop, step)
-    return task
+    return channels, rows
+
+
+#: Largest guard block (bytes, halo included) whose successor the output loop prefetches:
+#: the block in use, the next one and the outputs share a 1 MB L2 cache. Measured on
+#: Zen 4 (16x256x27x27, float32, 1 thread): 105 KB blocks ran 29 % faster with it, 450
+#: KB blocks (16x96x55x55) 10 % slower.
+PREFETCH_BLOCK_BYTES = 128 * 1024
+
+#: ``locality`` of the input prefetches (``llvm.prefetch``: 3 keeps the line in every
+#: cache level, 0 marks it as streaming).
+PREFETCH_LOCALITY = 3
+
+
+def _data_and_output(sch: s_tir.Schedule, blocks):
+    """The input and output buffers of the LRN: the output block writes the one, and the
+    other is the buffer it reads that no block writes."""
+    written = [
+        sch.get(b).writes[0].source for b in [blocks.output, *blocks.reductions, *blocks.guards]
+    ]
+    out_block = sch.get(blocks.output)
+    (data,) = [r.source for r in out_block.reads if not any(r.source.same_as(w) for w in written)]
+    return data, written[0]
+
+
+def _prefetch_distances(
+    extents, axis: int, channels: int, rows: int, halo: int, itemsize: int
+) -> tuple[int, int]:
+    """``(ahead_in, ahead_out)`` in elements for the plane schedule of a task of
+    ``channels`` x ``rows``, whose guard reads ``halo`` channels more, of ``itemsize``
+    bytes per element (see :func:`_prefetch_ahead`).
+
+    The output: the next channel's row, which is written next. The input: the same
+    position in the next task's block, which the thread takes next (TVM gives each
+    thread a contiguous range of the parallel loop): the next row chunk of the same
+    channels, or the next block of channels. The range guard of that task then reads
+    it from the L2 cache instead of DRAM. Only for blocks of at most
+    :data:`PREFETCH_BLOCK_BYTES` (0 otherwise): a larger one would evict the block in
+    use, and the guard's own loop streams it at full speed anyway.
+    """
+    trailing = [int(e) for e in extents[axis + 1 :]]
+    plane = math.prod(trailing)
+    chunk = rows * math.prod(trailing[1:])
+    if (channels + halo) * chunk * itemsize > PREFETCH_BLOCK_BYTES:
+        return 0, plane
+    return (chunk if chunk < plane else channels * plane), plane
+
+
+def _prefetch(buffer, flat, total, write: bool):
+    """``llvm.prefetch`` of element ``min(flat, total - 1)`` of ``buffer`` (row-major).
+
+    The element is addressed through the last index alone: only its flat position
+    matters, and the clamp keeps the address inside the buffer (x86 prefetches never
+    fault, but LLVM computes the address ``inbounds``).
+    """
+    index = [tirx.const(0, str(flat.ty.dtype))] * (len(buffer.shape) - 1) + [
+        tirx.min(flat, total - 1)
+    ]
+    rw, locality = (1, 3) if write else (0, PREFETCH_LOCALITY)
+    address = tirx.address_of(buffer[tuple(index)])
+    return tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", address, rw, locality, 1))
+
+
+def _prefetch_ahead(sch: s_tir.Schedule, data, out, ahead_in: int, ahead_out: int) -> None:
+    """Add software prefetches at the top of each vector step of the output loop.
+
+    Each step prefetches the input ``ahead_in`` elements and the output ``ahead_out``
+    elements beyond its first lane (flat row-major positions).
+
+    Why: one step of the plane schedule is a few dozen instructions around one new
+    cache line of input (the window's other rows were read by earlier channels), so the
+    reorder buffer holds about ten steps, and with them about ten outstanding misses:
+    too few to stream from DRAM at its bandwidth. A prefetch retires at once. TVM 0.27
+    has no schedule primitive for it, so the loops are replaced through the schedule
+    state (not recorded in the trace: MetaSchedule's replays of this rule lack them).
+    """
+    shape = list(out.shape)
+    index_dtype = str(shape[-1].ty.dtype)
+    strides, stride = [], tirx.const(1, index_dtype)
+    for extent in reversed(shape):
+        strides.insert(0, stride)
+        stride = stride * extent
+    total = stride
+
+    steps = []
+
+    def visit(node):
+        lanes = getattr(node, "body", None)
+        if (
+            isinstance(node, tirx.For)
+            and isinstance(lanes, tirx.For)
+            and lanes.kind == tirx.ForKind.VECTORIZED
+            and isinstance(lanes.body, s_tir.SBlockRealize)
+            and lanes.body.block.writes[0].source.same_as(out)
+        ):
+            steps.append(node)
+
+    walk(sch.mod["main"].body, visit)
+    for step in steps:
+        lanes = step.body
+        # The first lane's element: the block's bindings with the lane variable at its start.
+        analyzer = sym.Analyzer()
+        analyzer.bind(lanes.loop_var, lanes.min)
+        first = [analyzer.simplify(v) for v in lanes.body.iter_values]
+        flat = sum(
+            (i * st for i, st in zip(first, strides, strict=True)), tirx.const(0, index_dtype)
+        )
+        prefetches = []
+        if ahead_in:
+            prefetches.append(_prefetch(data, flat + ahead_in, total, write=False))
+        if ahead_out:
+            prefetches.append(_prefetch(out, flat + ahead_out, total, write=True))
+        body = tirx.SeqStmt([*prefetches, lanes])
+        new = tirx.For(
+            step.loop_var,
+            step.min,
+            step.extent,
+            step.kind,
+            body,
+            step.thread_binding,
+            step.annotations,
+        )
+        block = lanes.body.block
+        sch.state.replace(sch.state.get_sref(step), new, {block: block})
 
 
 class CPULRN(LRNScheduleRule):
@@ -267,8 +391,15 @@ class CPULRN(LRNScheduleRule):
         bits = max(32, int(blocks.compute_dtype.replace("bfloat", "").replace("float", "")))
         lanes = max(1, vector_bits(target) // bits)
         loops = sch.get_loops(blocks.output)
-        if _static_plane(func, [sch.get(loop).extent for loop in loops]) is not None:
-            _schedule_planes(sch, blocks, func, lanes)
+        extents = [sch.get(loop).extent for loop in loops]
+        if _static_plane(func, extents) is not None:
+            data, out = _data_and_output(sch, blocks)
+            channels, rows = _schedule_planes(sch, blocks, func, lanes)
+            axis = int(func.attrs["tvm_lrn.axis"])
+            halo = int(func.attrs.get("tvm_lrn.lo", 0)) + int(func.attrs.get("tvm_lrn.hi", 0))
+            itemsize = tvm.runtime.DataType(data.dtype).bits // 8
+            ahead_in, ahead_out = _prefetch_distances(extents, axis, channels, rows, halo, itemsize)
+            _prefetch_ahead(sch, data, out, ahead_in, ahead_out)
             return
         extent = sch.get(loops[-1]).extent
         tile, has_tail = choose_tile(extent, lanes)
