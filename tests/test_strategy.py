@@ -188,10 +188,14 @@ def test_cpu_plane_schedule_chunks_large_planes():
     guard = loops["lrn_range_update"]
     assert guard[0] == (tirx.ForKind.PARALLEL, tasks)
     assert guard[-2:] == [(tirx.ForKind.SERIAL, channels + 4), (tirx.ForKind.SERIAL, rows * 224)]
+    # each vector step computes a run of channels, unrolled
+    run = cpu_strategy.channel_run(channels)
+    assert run == min(channels, cpu_strategy.PLANE_RUN)
     assert loops["lrn"] == [
         (tirx.ForKind.PARALLEL, tasks),
-        (tirx.ForKind.SERIAL, channels),
+        (tirx.ForKind.SERIAL, channels // run),
         (tirx.ForKind.SERIAL, rows * 224 // 16),
+        (tirx.ForKind.UNROLLED, run),
         (tirx.ForKind.VECTORIZED, 16),
     ]
     # int64 shapes as Relax legalizes them: it compiles, and one block takes the fallback
@@ -232,7 +236,7 @@ def test_cpu_plane_schedule_prefetches(shape, dtype, ahead):
     writing) and, for small guard blocks, the next block's input; the x86 code has them."""
     params = canonicalize(5, ndim=4)
     func = schedule_primfunc(make(shape, dtype, params, True), SKX)
-    steps = []  # the output's vector loops: the main one, and a tail step if the plane has one
+    steps = []  # the output's vector loops
 
     def visit(node):
         if isinstance(node, tirx.For) and node.kind == tirx.ForKind.VECTORIZED:
@@ -241,11 +245,48 @@ def test_cpu_plane_schedule_prefetches(shape, dtype, ahead):
                 steps.append(node)
 
     walk(func.body, visit)
-    assert len(steps) in (1, 2)
+    # the main vector loop and a tail step where the plane has one, in the fast path and
+    # in the fallback (see test_cpu_guard_branch_once_per_task)
+    assert len(steps) in (2, 4)
     step = [("x", 0)] if ahead else []
     assert prefetches(func) == (step + [("lrn", 1)]) * len(steps)
     asm = tvm.compile(func, target=SKX).mod.inspect_source("asm")
     assert ("prefetcht0" in asm) == ahead and "prefetchw" in asm
+
+
+def _if_then_else_count(stmt):
+    count = [0]
+
+    def on_call(call, mutator):
+        count[0] += call.op.name == "prim.if_then_else"
+        return mutator.default_mutate(call)
+
+    tvm_ffi.structural_mutate(stmt, [(tvm.ir.expr.Call, on_call)])
+    return count[0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_cpu_guard_branch_once_per_task(dtype):
+    """The guarded form's choice between fast path and fallback is one branch per task
+    (guard block), around all of the task's outputs: per output, it would cut a run of
+    outputs into separate branches, which reload their windows. Each branch holds the
+    runs of one path only."""
+    params = canonicalize(5, ndim=4)
+    func = schedule_primfunc(make((2, 64, 9, 11), dtype, params, True), SKX)
+    task = func.body.block.body
+    assert task.kind == tirx.ForKind.PARALLEL
+    *guard, choice = task.body.seq
+    names = []
+    for stmt in guard:
+        walk(stmt, lambda n: names.append(n.name_hint) if isinstance(n, s_tir.SBlock) else 0)
+    assert names and all(name.startswith("lrn_range") for name in names)
+    assert isinstance(choice, tirx.IfThenElse)
+    assert "lrn_range" in str(choice.condition)
+    assert _if_then_else_count(task) == 0  # no per-output choice is left
+    kinds_fast = loop_kinds(tvm.tirx.PrimFunc([], choice.then_case))
+    assert tirx.ForKind.UNROLLED in kinds_fast and tirx.ForKind.VECTORIZED in kinds_fast
+    # the fallback computes in float64, the fast path does not
+    assert "float64" in choice.else_case.script() and "float64" not in choice.then_case.script()
 
 
 def test_prefetch_distances():

@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 
 import tvm
+import tvm_ffi
 from tvm import s_tir, sym, tirx
 from tvm.target import Target, codegen
 
@@ -138,6 +139,10 @@ def _window_along_tiles(func: tirx.PrimFunc, ndim: int) -> bool:
 
 #: Registers per vector step of the plane schedule.
 _PLANE_REGISTERS = 1
+#: Longest run of channels one vector step of the plane schedule computes (see
+#: :func:`channel_run`): a run of 8 loads 12 window vectors for 8 outputs instead of
+#: 40, and still fits the 32 vector registers of AVX-512.
+PLANE_RUN = 8
 #: Largest chunk (elements) the plane schedule takes. chunk_rows keeps chunks at 8K
 #: elements where the plane allows; a plane that cannot be cut (a long prime row) stays
 #: whole up to this size (256 KB of float32, within a 1 MB L2 cache).
@@ -188,7 +193,7 @@ def _schedule_guard_at_root(sch: s_tir.Schedule, block) -> None:
     sch.decompose_reduction(block, reduce[0])
 
 
-def _vectorize_plane(sch: s_tir.Schedule, plane_loop, step: int) -> None:
+def _vectorize_plane(sch: s_tir.Schedule, plane_loop, step: int, run_loop=None) -> None:
     """Cut ``plane_loop`` into vectors of ``step`` lanes; a shorter tail stays scalar.
 
     The split's last step is partitioned off: TVM scalarizes a vector loop that carries
@@ -196,12 +201,17 @@ def _vectorize_plane(sch: s_tir.Schedule, plane_loop, step: int) -> None:
     between the fast and the fallback path), while in the partitioned main loop the
     predicate is provably true and simplified away. A window loop inside (reduction
     blocks) goes between the steps and the lanes: each window step is one vector op.
+    ``run_loop`` (a loop over a run of channels above the plane) goes there too,
+    unrolled: the outputs of one step then share their window loads.
     """
     extent = int(sch.get(plane_loop).extent)
     if extent <= step:
         steps, lanes = None, plane_loop
     else:
         steps, lanes = sch.split(plane_loop, [None, step])
+    if run_loop is not None:
+        sch.reorder(run_loop, lanes) if steps is None else sch.reorder(steps, run_loop, lanes)
+        sch.unroll(run_loop)
     (block,) = sch.get_child_blocks(lanes)
     inner = sch.get_loops(block)[-1]
     if not sch.get(inner).same_as(sch.get(lanes)):  # a window loop below the lanes
@@ -226,10 +236,27 @@ def _plane_blocking(sch: s_tir.Schedule, blocks, func: tirx.PrimFunc, extents):
     return block or (1, chunk_rows(extents[axis + 1 :]))
 
 
+def channel_run(channels: int) -> int:
+    """Outputs along the LRN axis that one vector step of the plane schedule computes:
+    the largest divisor of the block's ``channels`` up to :data:`PLANE_RUN`.
+
+    Parameters
+    ----------
+    channels : int
+        Channels of one task's block.
+
+    Returns
+    -------
+    int
+    """
+    return max(d for d in range(1, min(channels, PLANE_RUN) + 1) if channels % d == 0)
+
+
 def _schedule_planes(
     sch: s_tir.Schedule, blocks, func: tirx.PrimFunc, lanes: int, registers: int = _PLANE_REGISTERS
 ):
-    """The plane schedule (module docstring); returns ``(channels, rows)`` of one task."""
+    """The plane schedule (module docstring); returns the task loop and the task's
+    ``(channels, rows, run)``."""
     axis = int(func.attrs["tvm_lrn.axis"])
     step = registers * lanes
     loops = sch.get_loops(blocks.output)
@@ -249,8 +276,12 @@ def _schedule_planes(
     for block in blocks.reductions:
         *spatial, _window = sch.get_loops(block)[depth:]
         _vectorize_plane(sch, sch.fuse(*spatial) if len(spatial) > 1 else spatial[0], step)
-    _vectorize_plane(sch, plane_loop, step)
-    return channels, rows
+    # Runs of channels where the output block sums its own windows (the guarded form and
+    # the fast path alone); the scaled form's reductions are computed per channel.
+    run = 1 if blocks.reductions else channel_run(channels)
+    run_loop = sch.split(c_inner, [None, run])[1] if run > 1 else None
+    _vectorize_plane(sch, plane_loop, step, run_loop)
+    return task, (channels, rows, run)
 
 
 #: Largest guard block (bytes, halo included) whose successor the output loop prefetches:
@@ -313,43 +344,38 @@ def _prefetch(buffer, flat, total, write: bool):
     return tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", address, rw, locality, 1))
 
 
-def _prefetch_ahead(sch: s_tir.Schedule, data, out, ahead_in: int, ahead_out: int) -> None:
-    """Add software prefetches at the top of each vector step of the output loop.
+def _is_output_step(node, out) -> bool:
+    """Whether ``node`` is a loop whose body is the vector loop of an output block."""
+    lanes = getattr(node, "body", None)
+    return (
+        isinstance(node, tirx.For)
+        and isinstance(lanes, tirx.For)
+        and lanes.kind == tirx.ForKind.VECTORIZED
+        and isinstance(lanes.body, s_tir.SBlockRealize)
+        and _writes(lanes.body.block, out)
+    )
 
-    Each step prefetches the input ``ahead_in`` elements and the output ``ahead_out``
-    elements beyond its first lane (flat row-major positions).
 
-    Why: one step of the plane schedule is a few dozen instructions around one new
-    cache line of input (the window's other rows were read by earlier channels), so the
-    reorder buffer holds about ten steps, and with them about ten outstanding misses:
-    too few to stream from DRAM at its bandwidth. A prefetch retires at once. TVM 0.27
-    has no schedule primitive for it, so the loops are replaced through the schedule
-    state (not recorded in the trace: MetaSchedule's replays of this rule lack them).
-    """
+def _writes(block, buffer) -> bool:
+    """Whether ``block`` writes ``buffer`` (opaque blocks declare no writes)."""
+    return any(region.source.same_as(buffer) for region in block.writes)
+
+
+def _with_prefetches(loop, data, out, ahead_in: int, ahead_out: int):
+    """``loop`` with software prefetches at the top of each vector step of the output:
+    the input ``ahead_in`` and the output ``ahead_out`` elements beyond the step's first
+    lane (flat row-major positions; 0: none)."""
     shape = list(out.shape)
     index_dtype = str(shape[-1].ty.dtype)
     strides, stride = [], tirx.const(1, index_dtype)
     for extent in reversed(shape):
         strides.insert(0, stride)
         stride = stride * extent
-    total = stride
 
-    steps = []
-
-    def visit(node):
-        lanes = getattr(node, "body", None)
-        if (
-            isinstance(node, tirx.For)
-            and isinstance(lanes, tirx.For)
-            and lanes.kind == tirx.ForKind.VECTORIZED
-            and isinstance(lanes.body, s_tir.SBlockRealize)
-            and lanes.body.block.writes[0].source.same_as(out)
-        ):
-            steps.append(node)
-
-    walk(sch.mod["main"].body, visit)
-    for step in steps:
-        lanes = step.body
+    def on_for(node, mutator):
+        if not _is_output_step(node, out):
+            return mutator.default_mutate(node)
+        lanes = node.body
         # The first lane's element: the block's bindings with the lane variable at its start.
         analyzer = sym.Analyzer()
         analyzer.bind(lanes.loop_var, lanes.min)
@@ -359,21 +385,118 @@ def _prefetch_ahead(sch: s_tir.Schedule, data, out, ahead_in: int, ahead_out: in
         )
         prefetches = []
         if ahead_in:
-            prefetches.append(_prefetch(data, flat + ahead_in, total, write=False))
+            prefetches.append(_prefetch(data, flat + ahead_in, stride, write=False))
         if ahead_out:
-            prefetches.append(_prefetch(out, flat + ahead_out, total, write=True))
+            prefetches.append(_prefetch(out, flat + ahead_out, stride, write=True))
         body = tirx.SeqStmt([*prefetches, lanes])
-        new = tirx.For(
-            step.loop_var,
-            step.min,
-            step.extent,
-            step.kind,
+        return tirx.For(
+            node.loop_var,
+            node.min,
+            node.extent,
+            node.kind,
             body,
-            step.thread_binding,
-            step.annotations,
+            node.thread_binding,
+            node.annotations,
         )
-        block = lanes.body.block
-        sch.state.replace(sch.state.get_sref(step), new, {block: block})
+
+    return tvm_ffi.structural_mutate(loop, [(tirx.For, on_for)])
+
+
+_IF_THEN_ELSE = tvm.ir.Op.get("prim.if_then_else")
+
+
+def _guard_branch(stmt, out, which: int):
+    """``stmt`` with the output's choice ``if_then_else(in_range, fast, fallback)``
+    replaced by its fast (``which=1``) or fallback (``which=2``) value."""
+
+    def on_store(node, mutator):
+        if not node.buffer.same_as(out):
+            return mutator.default_mutate(node)
+
+        def on_call(call, inner):
+            if call.op.same_as(_IF_THEN_ELSE):
+                return call.args[which]
+            return inner.default_mutate(call)
+
+        return tvm_ffi.structural_mutate(node, [(tvm.ir.expr.Call, on_call)])
+
+    return tvm_ffi.structural_mutate(stmt, [(tirx.BufferStore, on_store)])
+
+
+def _task_condition(loop, out):
+    """The range guard's condition of the outputs under ``loop`` (one guard block), in
+    terms of the loops above it; None when there is none or it varies under ``loop``."""
+    realizes, inner_loops = [], []
+
+    def visit(node):
+        if isinstance(node, tirx.For):
+            inner_loops.append(node)
+        elif isinstance(node, s_tir.SBlockRealize) and _writes(node.block, out):
+            realizes.append(node)
+
+    walk(loop, visit)
+    stores = []
+    walk(
+        realizes[0].block.body,
+        lambda n: stores.append(n) if isinstance(n, tirx.BufferStore) else None,
+    )
+    calls = []
+    value = stores[0].value
+    while isinstance(value, tirx.Cast):  # the output's dtype (float16, bfloat16)
+        value = value.value
+    if not (isinstance(value, tvm.ir.expr.Call) and value.op.same_as(_IF_THEN_ELSE)):
+        return None
+    calls.append(value)
+    at_start = sym.Analyzer()
+    for node in inner_loops:
+        at_start.bind(node.loop_var, node.min)
+    bindings = sym.Analyzer()
+    for iv, bound in zip(realizes[0].block.iter_vars, realizes[0].iter_values, strict=True):
+        bindings.bind(iv.var, at_start.simplify(bound))
+    condition = bindings.simplify(calls[0].args[0])
+    inner = {node.loop_var.name for node in inner_loops}
+    if any(v.name in inner for v in tirx.analysis.undefined_vars(condition)):
+        return None
+    return condition
+
+
+def _rewrite_task(sch: s_tir.Schedule, task, data, out, ahead_in: int, ahead_out: int) -> None:
+    """Two changes to the plane schedule's task loop that no schedule primitive makes
+    (so the loop is replaced through the schedule state; MetaSchedule's replays of this
+    rule's trace lack them).
+
+    *The guard's branch once per task.* Every output of a task lies in one guard block,
+    so the choice between the fast path and the fallback is made once, around the
+    task's output loops. Left to each output, it would split a run of outputs into one
+    branch each, and LLVM would then load every window again (no unswitching of loops
+    this large).
+
+    *Software prefetches* (:func:`_prefetch_distances`): one vector step is a few dozen
+    instructions around one new input line, so the reorder buffer holds about ten
+    steps, and with them about ten outstanding misses: too few to stream from DRAM. A
+    prefetch retires at once.
+    """
+    task_loop = sch.get(task)
+    body = task_loop.body
+    head, outputs = (
+        (list(body.seq[:-1]), body.seq[-1]) if isinstance(body, tirx.SeqStmt) else ([], body)
+    )
+    condition = _task_condition(outputs, out)
+    if condition is not None:
+        fast, fallback = (_guard_branch(outputs, out, which) for which in (1, 2))
+        outputs = tirx.IfThenElse(condition, fast, fallback)
+    outputs = _with_prefetches(outputs, data, out, ahead_in, ahead_out)
+    new_body = tirx.SeqStmt([*head, outputs]) if head else outputs
+    new_task = tirx.For(
+        task_loop.loop_var,
+        task_loop.min,
+        task_loop.extent,
+        task_loop.kind,
+        new_body,
+        task_loop.thread_binding,
+        task_loop.annotations,
+    )
+    sch.state.replace(sch.get_sref(task), new_task, {})
 
 
 class CPULRN(LRNScheduleRule):
@@ -394,12 +517,12 @@ class CPULRN(LRNScheduleRule):
         extents = [sch.get(loop).extent for loop in loops]
         if _static_plane(func, extents) is not None:
             data, out = _data_and_output(sch, blocks)
-            channels, rows = _schedule_planes(sch, blocks, func, lanes)
+            task, (channels, rows, run) = _schedule_planes(sch, blocks, func, lanes)
             axis = int(func.attrs["tvm_lrn.axis"])
             halo = int(func.attrs.get("tvm_lrn.lo", 0)) + int(func.attrs.get("tvm_lrn.hi", 0))
             itemsize = tvm.runtime.DataType(data.dtype).bits // 8
             ahead_in, ahead_out = _prefetch_distances(extents, axis, channels, rows, halo, itemsize)
-            _prefetch_ahead(sch, data, out, ahead_in, ahead_out)
+            _rewrite_task(sch, task, data, out, ahead_in, run * ahead_out)
             return
         extent = sch.get(loops[-1]).extent
         tile, has_tail = choose_tile(extent, lanes)
