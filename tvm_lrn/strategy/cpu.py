@@ -5,13 +5,22 @@ case)::
 
     parallel for (n, channel block, row chunk) fused:  # one task per guard block
       guard: for c in block + halo: for chunk: max |x|  # guarded form only
-      for c in block:
-        (scaled form: window max and sums of the chunk, each a loop like the output's)
-        for step: vector: output                        # window sums in registers
-        (scalar tail of the last step)
+      if the block is in range:                         # once per task (guarded form)
+        for run of channels in block:
+          (scaled form: window max and sums of the chunk, each a loop like the output's)
+          for step:
+            for c in run (unrolled):                    # the run shares window loads
+              prefetch (next block's input, next run's output)
+              vector: fast path
+          (scalar tail of the last step)
+      else: the same loops, float64 fallback
 
 The blocks are those of :func:`tvm_lrn.compute.guard_block`: the guard reads a block
-from memory once, the outputs read it again from cache. Each reduction and the output
+from memory once, the outputs read it again from cache. A run of up to
+:data:`PLANE_RUN` channels per vector step (the scaled form: one) loads the ``run +
+size - 1`` window rows once for all of its outputs. The branch on the guard and the
+software prefetches are statements no schedule primitive adds; :func:`_rewrite_task`
+puts them in through the schedule state. Each reduction and the output
 are one loop over the flattened chunk, cut into vectors of ``_PLANE_REGISTERS``
 registers; the window loop sits between the steps and the lanes, so each window step is
 one vector operation. The vector loop is partitioned at its last full step rather than
@@ -54,7 +63,7 @@ from tvm.target import Target, codegen
 from ..compute import chunk_rows, guard_block
 from .common import LRNScheduleRule, split_loops, walk
 
-__all__ = ["CPULRN", "vector_bits", "choose_tile"]
+__all__ = ["CPULRN", "vector_bits", "choose_tile", "channel_run"]
 
 # A static extent is tiled by a divisor of at most this many registers: longer vectors
 # mostly add register pressure and code size.
@@ -424,8 +433,9 @@ def _guard_branch(stmt, out, which: int):
 
 
 def _task_condition(loop, out):
-    """The range guard's condition of the outputs under ``loop`` (one guard block), in
-    terms of the loops above it; None when there is none or it varies under ``loop``."""
+    """The range guard's condition of the outputs under ``loop``, in terms of the loops
+    above it: that of its first output (None if it has none). The plane schedule makes
+    each task one guard block, so every output of the task has this same condition."""
     realizes, inner_loops = [], []
 
     def visit(node):
@@ -435,32 +445,31 @@ def _task_condition(loop, out):
             realizes.append(node)
 
     walk(loop, visit)
-    stores = []
-    walk(
-        realizes[0].block.body,
-        lambda n: stores.append(n) if isinstance(n, tirx.BufferStore) else None,
-    )
-    calls = []
-    value = stores[0].value
-    while isinstance(value, tirx.Cast):  # the output's dtype (float16, bfloat16)
-        value = value.value
-    if not (isinstance(value, tvm.ir.expr.Call) and value.op.same_as(_IF_THEN_ELSE)):
+    choice = _output_choice(realizes[0].block) if realizes else None
+    if choice is None:
         return None
-    calls.append(value)
     at_start = sym.Analyzer()
     for node in inner_loops:
         at_start.bind(node.loop_var, node.min)
     bindings = sym.Analyzer()
     for iv, bound in zip(realizes[0].block.iter_vars, realizes[0].iter_values, strict=True):
         bindings.bind(iv.var, at_start.simplify(bound))
-    condition = bindings.simplify(calls[0].args[0])
-    inner = {node.loop_var.name for node in inner_loops}
-    if any(v.name in inner for v in tirx.analysis.undefined_vars(condition)):
-        return None
-    return condition
+    return bindings.simplify(choice.args[0])
 
 
-def _rewrite_task(sch: s_tir.Schedule, task, data, out, ahead_in: int, ahead_out: int) -> None:
+def _output_choice(block):
+    """The output block's ``if_then_else(check, fast, fallback)`` call, or None."""
+    stores = []
+    walk(block.body, lambda n: stores.append(n) if isinstance(n, tirx.BufferStore) else None)
+    value = stores[0].value if stores else None
+    while isinstance(value, tirx.Cast):  # the output's dtype (float16, bfloat16)
+        value = value.value
+    if isinstance(value, tvm.ir.expr.Call) and value.op.same_as(_IF_THEN_ELSE):
+        return value
+    return None
+
+
+def _rewrite_task(sch: s_tir.Schedule, task, blocks, data, out, ahead_in: int, ahead_out: int):
     """Two changes to the plane schedule's task loop that no schedule primitive makes
     (so the loop is replaced through the schedule state; MetaSchedule's replays of this
     rule's trace lack them).
@@ -481,7 +490,7 @@ def _rewrite_task(sch: s_tir.Schedule, task, data, out, ahead_in: int, ahead_out
     head, outputs = (
         (list(body.seq[:-1]), body.seq[-1]) if isinstance(body, tirx.SeqStmt) else ([], body)
     )
-    condition = _task_condition(outputs, out)
+    condition = _task_condition(outputs, out) if blocks.guards else None
     if condition is not None:
         fast, fallback = (_guard_branch(outputs, out, which) for which in (1, 2))
         outputs = tirx.IfThenElse(condition, fast, fallback)
@@ -522,7 +531,7 @@ class CPULRN(LRNScheduleRule):
             halo = int(func.attrs.get("tvm_lrn.lo", 0)) + int(func.attrs.get("tvm_lrn.hi", 0))
             itemsize = tvm.runtime.DataType(data.dtype).bits // 8
             ahead_in, ahead_out = _prefetch_distances(extents, axis, channels, rows, halo, itemsize)
-            _rewrite_task(sch, task, data, out, ahead_in, run * ahead_out)
+            _rewrite_task(sch, task, blocks, data, out, ahead_in, run * ahead_out)
             return
         extent = sch.get(loops[-1]).extent
         tile, has_tail = choose_tile(extent, lanes)
