@@ -432,8 +432,11 @@ def _best_records(db, mod: tvm.IRModule, target: Target | None):
 def _replay(mod: tvm.IRModule, trace) -> tvm.IRModule:
     from tvm.s_tir import Schedule
 
+    from .strategy.cpu import rewrite_plane_tasks
+
     sch = Schedule(mod)
     trace.apply_to_schedule(sch, remove_postproc=False)
+    rewrite_plane_tasks(sch)  # what the CPU rule adds outside its trace
     return sch.mod
 
 
@@ -1279,6 +1282,30 @@ def _commit_rule_records(results, target, rule, builder, runner, database, prog)
         prog.update(i, [secs], search=False)
 
 
+def _rewrite_plane_tasks_postproc():
+    """A MetaSchedule postprocessor that finishes the CPU rule's plane schedule
+    (:func:`tvm_lrn.strategy.cpu.rewrite_plane_tasks`) in every measured candidate: the
+    search replays traces, which do not hold that rewrite."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    from .strategy.cpu import rewrite_plane_tasks
+
+    @derived_object
+    class RewritePlaneTasks(ms.postproc.PyPostproc):
+        def _initialize_with_tune_context(self, context) -> None:
+            pass
+
+        def apply(self, sch) -> bool:
+            rewrite_plane_tasks(sch)
+            return True
+
+        def clone(self):
+            return RewritePlaneTasks()
+
+    return RewritePlaneTasks()
+
+
 def _postprocs(target: Target):
     """MetaSchedule's postprocessors for ``target``, without RewriteReductionBlock on CPUs.
 
@@ -1291,7 +1318,8 @@ def _postprocs(target: Target):
     if target.kind.name != "llvm":
         return "from-target"
     procs = ms.Postproc.create("llvm")
-    return [p for p in procs if not isinstance(p, ms.postproc.RewriteReductionBlock)]
+    procs = [p for p in procs if not isinstance(p, ms.postproc.RewriteReductionBlock)]
+    return [*procs, _rewrite_plane_tasks_postproc()]
 
 
 def _make_tasks(workloads, target, rule, work_dir, seed, cores, get_loggers, fork_seed, trials):

@@ -61,9 +61,16 @@ from tvm import s_tir, sym, tirx
 from tvm.target import Target, codegen
 
 from ..compute import chunk_rows, guard_block
-from .common import LRNScheduleRule, split_loops, walk
+from .common import GUARDS, OUTPUT, LRNScheduleRule, split_loops, walk
 
-__all__ = ["CPULRN", "vector_bits", "choose_tile", "channel_run"]
+__all__ = [
+    "CPULRN",
+    "vector_bits",
+    "choose_tile",
+    "channel_run",
+    "rewrite_plane_tasks",
+    "PLANE_TASK",
+]
 
 # A static extent is tiled by a divisor of at most this many registers: longer vectors
 # mostly add register pressure and code size.
@@ -264,12 +271,14 @@ def channel_run(channels: int) -> int:
 def _schedule_planes(
     sch: s_tir.Schedule, blocks, func: tirx.PrimFunc, lanes: int, registers: int = _PLANE_REGISTERS
 ):
-    """The plane schedule (module docstring); returns the task loop and the task's
-    ``(channels, rows, run)``."""
+    """The plane schedule (module docstring) by schedule primitives; returns the task
+    loop, annotated for :func:`rewrite_plane_tasks` with its prefetch distances."""
     axis = int(func.attrs["tvm_lrn.axis"])
+    data, _ = _data_and_output(sch, blocks)
     step = registers * lanes
     loops = sch.get_loops(blocks.output)
-    channels, rows = _plane_blocking(sch, blocks, func, [sch.get(lp).extent for lp in loops])
+    extents = [sch.get(lp).extent for lp in loops]
+    channels, rows = _plane_blocking(sch, blocks, func, extents)
     lead, rest = loops[:axis], loops[axis + 2 :]
     c_outer, c_inner = sch.split(loops[axis], [None, channels])
     r_outer, r_inner = sch.split(loops[axis + 1], [None, rows])
@@ -290,7 +299,11 @@ def _schedule_planes(
     run = 1 if blocks.reductions else channel_run(channels)
     run_loop = sch.split(c_inner, [None, run])[1] if run > 1 else None
     _vectorize_plane(sch, plane_loop, step, run_loop)
-    return task, (channels, rows, run)
+    halo = int(func.attrs.get("tvm_lrn.lo", 0)) + int(func.attrs.get("tvm_lrn.hi", 0))
+    itemsize = tvm.runtime.DataType(data.dtype).bits // 8
+    ahead_in, ahead_out = _prefetch_distances(extents, axis, channels, rows, halo, itemsize)
+    sch.annotate(task, PLANE_TASK, [ahead_in, run * ahead_out])
+    return task
 
 
 #: Largest guard block (bytes, halo included) whose successor the output loop prefetches:
@@ -469,7 +482,7 @@ def _output_choice(block):
     return None
 
 
-def _rewrite_task(sch: s_tir.Schedule, task, blocks, data, out, ahead_in: int, ahead_out: int):
+def _rewrite_task(sch: s_tir.Schedule, task_loop, guarded: bool, data, out, distances):
     """Two changes to the plane schedule's task loop that no schedule primitive makes
     (so the loop is replaced through the schedule state; MetaSchedule's replays of this
     rule's trace lack them).
@@ -485,16 +498,15 @@ def _rewrite_task(sch: s_tir.Schedule, task, blocks, data, out, ahead_in: int, a
     steps, and with them about ten outstanding misses: too few to stream from DRAM. A
     prefetch retires at once.
     """
-    task_loop = sch.get(task)
     body = task_loop.body
     head, outputs = (
         (list(body.seq[:-1]), body.seq[-1]) if isinstance(body, tirx.SeqStmt) else ([], body)
     )
-    condition = _task_condition(outputs, out) if blocks.guards else None
+    condition = _task_condition(outputs, out) if guarded else None
     if condition is not None:
         fast, fallback = (_guard_branch(outputs, out, which) for which in (1, 2))
         outputs = tirx.IfThenElse(condition, fast, fallback)
-    outputs = _with_prefetches(outputs, data, out, ahead_in, ahead_out)
+    outputs = _with_prefetches(outputs, data, out, *distances)
     new_body = tirx.SeqStmt([*head, outputs]) if head else outputs
     new_task = tirx.For(
         task_loop.loop_var,
@@ -503,9 +515,60 @@ def _rewrite_task(sch: s_tir.Schedule, task, blocks, data, out, ahead_in: int, a
         task_loop.kind,
         new_body,
         task_loop.thread_binding,
-        task_loop.annotations,
+        {k: v for k, v in task_loop.annotations.items() if k != PLANE_TASK},
     )
-    sch.state.replace(sch.get_sref(task), new_task, {})
+    sch.state.replace(sch.state.get_sref(task_loop), new_task, {})
+
+
+#: Annotation of the plane schedule's task loop: ``[ahead_in, ahead_out]``, the prefetch
+#: distances (see :func:`rewrite_plane_tasks`). A schedule primitive, so it is part of
+#: the trace and MetaSchedule's replays of the schedule carry it.
+PLANE_TASK = "tvm_lrn.plane_task"
+
+
+def rewrite_plane_tasks(sch: s_tir.Schedule) -> None:
+    """Finish the plane schedule in ``sch``: what no schedule primitive can do.
+
+    For each loop annotated :data:`PLANE_TASK` (one task of the plane schedule, one
+    guard block), in place:
+
+    - the guarded form's choice between fast path and fallback becomes one branch
+      around the task's outputs instead of one per output (which would cut a run of
+      outputs into branches that each reload their windows: LLVM does not unswitch
+      loops this large);
+    - software prefetches at the top of each vector step (:func:`_prefetch_distances`).
+
+    The changes go through the schedule state, so the trace does not hold them: call
+    this after replaying a trace of the plane schedule (as :mod:`tvm_lrn.tune` does for
+    its records and candidates). A task already rewritten has lost the annotation.
+
+    Parameters
+    ----------
+    sch : tvm.s_tir.Schedule
+        A schedule of an LRN PrimFunc; without an annotated loop nothing changes.
+    """
+    func = sch.mod["main"]
+    tasks, blocks = [], []
+
+    def visit(node):
+        if isinstance(node, tirx.For) and PLANE_TASK in node.annotations:
+            tasks.append(node)
+        elif isinstance(node, s_tir.SBlock):
+            blocks.append(node)
+
+    walk(func.body, visit)
+    if not tasks:
+        return
+    written = [region.source for block in blocks for region in block.writes]
+    outputs = [b for b in blocks if any(r.source.name == OUTPUT for r in b.writes)]
+    out = next(r.source for r in outputs[0].writes if r.source.name == OUTPUT)
+    data = next(
+        r.source for b in outputs for r in b.reads if not any(r.source.same_as(w) for w in written)
+    )
+    guarded = any(b.name_hint.startswith(GUARDS[0]) for b in blocks)
+    for task_loop in tasks:
+        distances = [int(v) for v in task_loop.annotations[PLANE_TASK]]
+        _rewrite_task(sch, task_loop, guarded, data, out, distances)
 
 
 class CPULRN(LRNScheduleRule):
@@ -525,13 +588,8 @@ class CPULRN(LRNScheduleRule):
         loops = sch.get_loops(blocks.output)
         extents = [sch.get(loop).extent for loop in loops]
         if _static_plane(func, extents) is not None:
-            data, out = _data_and_output(sch, blocks)
-            task, (channels, rows, run) = _schedule_planes(sch, blocks, func, lanes)
-            axis = int(func.attrs["tvm_lrn.axis"])
-            halo = int(func.attrs.get("tvm_lrn.lo", 0)) + int(func.attrs.get("tvm_lrn.hi", 0))
-            itemsize = tvm.runtime.DataType(data.dtype).bits // 8
-            ahead_in, ahead_out = _prefetch_distances(extents, axis, channels, rows, halo, itemsize)
-            _rewrite_task(sch, task, blocks, data, out, ahead_in, run * ahead_out)
+            _schedule_planes(sch, blocks, func, lanes)
+            rewrite_plane_tasks(sch)
             return
         extent = sch.get(loops[-1]).extent
         tile, has_tail = choose_tile(extent, lanes)
