@@ -290,14 +290,18 @@ def test_cpu_guard_branch_once_per_task(dtype):
 
 
 def test_prefetch_distances():
-    """In elements: the next block of channels (or the next row chunk of the same
-    channels) for the input, one plane for the output; no input beyond the size limit."""
+    """In elements: the next task's block for the input (the next block of channels, or
+    the next row chunk of the same channels), none beyond the size limit; the next run's
+    output rows, or the next task's after the last run of a task."""
     distances = cpu_strategy._prefetch_distances
-    assert distances([16, 256, 27, 27], 1, 32, 27, 4, 4) == (32 * 729, 729)
-    assert distances([16, 256, 27, 27], 1, 32, 27, 4, 8) == (0, 729)  # 210 KB
-    assert distances([2, 16, 224, 224], 1, 8, 32, 4, 4) == (0, 224 * 224)
-    assert distances([2, 16, 224, 224], 1, 2, 4, 2, 2) == (4 * 224, 224 * 224)  # a chunk
-    assert distances([1, 64, 9, 11], 1, 32, 9, 4, 4) == (32 * 99, 99)
+    # (extents, axis, channels, rows, run, halo, itemsize)
+    assert distances([16, 256, 27, 27], 1, 32, 27, 8, 4, 4) == (32 * 729, 8 * 729)
+    assert distances([16, 256, 27, 27], 1, 32, 27, 8, 4, 8) == (0, 8 * 729)  # 210 KB
+    assert distances([8, 96, 224, 224], 1, 12, 32, 6, 4, 4) == (0, 6 * 224 * 224)
+    assert distances([2, 16, 224, 224], 1, 8, 32, 8, 4, 4) == (0, 32 * 224)  # one run
+    assert distances([2, 16, 224, 224], 1, 2, 4, 2, 2, 2) == (4 * 224, 4 * 224)
+    assert distances([1, 64, 9, 11], 1, 32, 9, 8, 4, 4) == (32 * 99, 8 * 99)
+    assert distances([1, 64, 56, 56], 1, 8, 56, 8, 4, 4) == (0, 8 * 3136)  # 150 KB
 
 
 @pytest.mark.parametrize("side", ["before", "after"])

@@ -301,8 +301,8 @@ def _schedule_planes(
     _vectorize_plane(sch, plane_loop, step, run_loop)
     halo = int(func.attrs.get("tvm_lrn.lo", 0)) + int(func.attrs.get("tvm_lrn.hi", 0))
     itemsize = tvm.runtime.DataType(data.dtype).bits // 8
-    ahead_in, ahead_out = _prefetch_distances(extents, axis, channels, rows, halo, itemsize)
-    sch.annotate(task, PLANE_TASK, [ahead_in, run * ahead_out])
+    distances = _prefetch_distances(extents, axis, channels, rows, run, halo, itemsize)
+    sch.annotate(task, PLANE_TASK, list(distances))
     return task
 
 
@@ -329,26 +329,28 @@ def _data_and_output(sch: s_tir.Schedule, blocks):
 
 
 def _prefetch_distances(
-    extents, axis: int, channels: int, rows: int, halo: int, itemsize: int
+    extents, axis: int, channels: int, rows: int, run: int, halo: int, itemsize: int
 ) -> tuple[int, int]:
     """``(ahead_in, ahead_out)`` in elements for the plane schedule of a task of
-    ``channels`` x ``rows``, whose guard reads ``halo`` channels more, of ``itemsize``
-    bytes per element (see :func:`_prefetch_ahead`).
+    ``channels`` x ``rows`` in runs of ``run`` channels, whose guard reads ``halo``
+    channels more, of ``itemsize`` bytes per element (see :func:`_rewrite_task`).
 
-    The output: the next channel's row, which is written next. The input: the same
-    position in the next task's block, which the thread takes next (TVM gives each
-    thread a contiguous range of the parallel loop): the next row chunk of the same
-    channels, or the next block of channels. The range guard of that task then reads
-    it from the L2 cache instead of DRAM. Only for blocks of at most
-    :data:`PREFETCH_BLOCK_BYTES` (0 otherwise): a larger one would evict the block in
-    use, and the guard's own loop streams it at full speed anyway.
+    Both point at the same position of what the thread computes next (TVM gives each
+    thread a contiguous range of the parallel loop). The output: the next run's rows in
+    the task; after a task's last run, the next task's (the next row chunk of the same
+    channels, or the next block of channels). The input: the next task's block, which
+    its range guard then reads from the L2 cache instead of DRAM; only for blocks of at
+    most :data:`PREFETCH_BLOCK_BYTES` (0 otherwise): a larger one would evict the block
+    in use, and the guard's own loop streams it at full speed anyway.
     """
     trailing = [int(e) for e in extents[axis + 1 :]]
     plane = math.prod(trailing)
     chunk = rows * math.prod(trailing[1:])
+    next_task = chunk if chunk < plane else channels * plane
+    ahead_out = run * plane if channels > run else next_task
     if (channels + halo) * chunk * itemsize > PREFETCH_BLOCK_BYTES:
-        return 0, plane
-    return (chunk if chunk < plane else channels * plane), plane
+        return 0, ahead_out
+    return next_task, ahead_out
 
 
 def _prefetch(buffer, flat, total, write: bool):
