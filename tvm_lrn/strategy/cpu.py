@@ -274,7 +274,8 @@ def _schedule_planes(
     """The plane schedule (module docstring) by schedule primitives; returns the task
     loop, annotated for :func:`rewrite_plane_tasks` with its prefetch distances."""
     axis = int(func.attrs["tvm_lrn.axis"])
-    data, _ = _data_and_output(sch, blocks)
+    # LRN's input and output share the dtype
+    itemsize = tvm.runtime.DataType(sch.get(blocks.output).writes[0].source.dtype).bits // 8
     step = registers * lanes
     loops = sch.get_loops(blocks.output)
     extents = [sch.get(lp).extent for lp in loops]
@@ -300,7 +301,6 @@ def _schedule_planes(
     run_loop = sch.split(c_inner, [None, run])[1] if run > 1 else None
     _vectorize_plane(sch, plane_loop, step, run_loop)
     halo = int(func.attrs.get("tvm_lrn.lo", 0)) + int(func.attrs.get("tvm_lrn.hi", 0))
-    itemsize = tvm.runtime.DataType(data.dtype).bits // 8
     distances = _prefetch_distances(extents, axis, channels, rows, run, halo, itemsize)
     sch.annotate(task, PLANE_TASK, list(distances))
     return task
@@ -315,17 +315,6 @@ PREFETCH_BLOCK_BYTES = 128 * 1024
 #: ``locality`` of the input prefetches (``llvm.prefetch``: 3 keeps the line in every
 #: cache level, 0 marks it as streaming).
 PREFETCH_LOCALITY = 3
-
-
-def _data_and_output(sch: s_tir.Schedule, blocks):
-    """The input and output buffers of the LRN: the output block writes the one, and the
-    other is the buffer it reads that no block writes."""
-    written = [
-        sch.get(b).writes[0].source for b in [blocks.output, *blocks.reductions, *blocks.guards]
-    ]
-    out_block = sch.get(blocks.output)
-    (data,) = [r.source for r in out_block.reads if not any(r.source.same_as(w) for w in written)]
-    return data, written[0]
 
 
 def _prefetch_distances(
