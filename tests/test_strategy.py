@@ -289,6 +289,20 @@ def test_cpu_guard_branch_once_per_task(dtype):
     assert "float64" in choice.else_case.script() and "float64" not in choice.then_case.script()
 
 
+@pytest.mark.parametrize("form", compute.FORMS)
+def test_cpu_plane_schedule_out_of_range_inside_a_task(form):
+    """One huge value in the middle of a task (not its first output): the guarded form's
+    block branch and the checked form's per-output check must both see it."""
+    shape, params = (2, 64, 9, 11), canonicalize(5, ndim=4)
+    x = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    x[1, 37, 4, 5] = 1e30
+    func = schedule_primfunc(make(shape, "float32", params, True, form), HOST)
+    _, out = run_cpu(func, x)
+    exact = reference.lrn_exact(x, params)
+    check_against_exact(out, exact, "float32")
+    assert np.all(out[1, 35:40, 4, 5] != 0) and np.all(exact[1, 35:40, 4, 5] != 0)
+
+
 def test_prefetch_distances():
     """In elements: the next task's block for the input (the next block of channels, or
     the next row chunk of the same channels), none beyond the size limit; the next run's
