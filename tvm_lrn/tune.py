@@ -1307,7 +1307,8 @@ def _rewrite_plane_tasks_postproc():
 
 
 def _postprocs(target: Target):
-    """MetaSchedule's postprocessors for ``target``, without RewriteReductionBlock on CPUs.
+    """MetaSchedule's postprocessors for ``target``: on CPUs without RewriteReductionBlock
+    and with the plane schedule's rewrite (:func:`_rewrite_plane_tasks_postproc`) last.
 
     That pass cannot decompose the reductions the plane schedule partitions (two blocks
     write one buffer), so it would reject every plane variant; lowering handles the
