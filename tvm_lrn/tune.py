@@ -1310,7 +1310,7 @@ def _postprocs(target: Target):
     """MetaSchedule's postprocessors for ``target``: on CPUs without RewriteReductionBlock
     and with the plane schedule's rewrite (:func:`_rewrite_plane_tasks_postproc`) last.
 
-    That pass cannot decompose the reductions the plane schedule partitions (two blocks
+    RewriteReductionBlock cannot decompose the reductions the plane schedule partitions (two blocks
     write one buffer), so it would reject every plane variant; lowering handles the
     reduction inits without it (LowerInitBlock), at no cost for LRN's short windows.
     """
