@@ -74,8 +74,10 @@ def vectorized_blocks(func):
 
 
 def loop_kinds(func):
+    """Kinds of the loops of a PrimFunc, or of a statement."""
     kinds = []
-    walk(func.body, lambda n: kinds.append(n.kind) if isinstance(n, tirx.For) else None)
+    body = func.body if isinstance(func, tirx.PrimFunc) else func
+    walk(body, lambda n: kinds.append(n.kind) if isinstance(n, tirx.For) else None)
     return kinds
 
 
@@ -283,7 +285,7 @@ def test_cpu_guard_branch_once_per_task(dtype):
     assert isinstance(choice, tirx.IfThenElse)
     assert "lrn_range" in str(choice.condition)
     assert _if_then_else_count(task) == 0  # no per-output choice is left
-    kinds_fast = loop_kinds(tvm.tirx.PrimFunc([], choice.then_case))
+    kinds_fast = loop_kinds(choice.then_case)
     assert tirx.ForKind.UNROLLED in kinds_fast and tirx.ForKind.VECTORIZED in kinds_fast
     # the fallback computes in float64, the fast path does not
     assert "float64" in choice.else_case.script() and "float64" not in choice.then_case.script()

@@ -1310,9 +1310,10 @@ def _postprocs(target: Target):
     """MetaSchedule's postprocessors for ``target``: on CPUs without RewriteReductionBlock
     and with the plane schedule's rewrite (:func:`_rewrite_plane_tasks_postproc`) last.
 
-    RewriteReductionBlock cannot decompose the reductions the plane schedule partitions (two blocks
-    write one buffer), so it would reject every plane variant; lowering handles the
-    reduction inits without it (LowerInitBlock), at no cost for LRN's short windows.
+    RewriteReductionBlock cannot decompose the reductions the plane schedule partitions
+    (two blocks write one buffer), so it would reject every plane variant; lowering
+    handles the reduction inits without it (LowerInitBlock), at no cost for LRN's short
+    windows.
     """
     from tvm.s_tir import meta_schedule as ms
 

@@ -312,8 +312,8 @@ def _schedule_planes(
 #: KB blocks (16x96x55x55) 10 % slower.
 PREFETCH_BLOCK_BYTES = 128 * 1024
 
-#: ``locality`` of the input prefetches (``llvm.prefetch``: 3 keeps the line in every
-#: cache level, 0 marks it as streaming).
+#: ``locality`` of the prefetches (``llvm.prefetch``: 3 keeps the line in every cache
+#: level, 0 marks it as streaming).
 PREFETCH_LOCALITY = 3
 
 
@@ -352,9 +352,11 @@ def _prefetch(buffer, flat, total, write: bool):
     index = [tirx.const(0, str(flat.ty.dtype))] * (len(buffer.shape) - 1) + [
         tirx.min(flat, total - 1)
     ]
-    rw, locality = (1, 3) if write else (0, PREFETCH_LOCALITY)
     address = tirx.address_of(buffer[tuple(index)])
-    return tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", address, rw, locality, 1))
+    rw = 1 if write else 0
+    return tirx.Evaluate(
+        tirx.call_intrin("void", "tirx.prefetch", address, rw, PREFETCH_LOCALITY, 1)
+    )
 
 
 def _is_output_step(node, out) -> bool:
