@@ -225,7 +225,7 @@ def _static_lrn_primfunc(
 
 def _legalized_lrn_primfunc(shape, dtype: str, lrn: LRNArgs, device: str):
     """The PrimFunc ``relax.tvm_lrn`` legalizes to for ``shape`` on ``device`` (what a
-    compiled model runs: the guarded form on CPUs, the checked form on GPUs)."""
+    compiled model runs: for these static NCHW shapes the checked form, on CPUs and GPUs)."""
     from tvm_lrn import tune
 
     with _tvm_target(device):
@@ -633,7 +633,7 @@ CONTENDERS: dict[str, Contender] = {
             make_tvm_lrn_unsafe,
             _v_tvm_lrn,
             ("cpu", "cuda"),
-            what=f"the fast path alone, no range guard or fallback (benchmark only), {_PRE}",
+            what=f"the fast path alone, no check and no fallback (benchmark only), {_PRE}",
         ),
         Contender(
             "topi",

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import tvm
 from accuracy import TORCH_RTOL, check_against_exact, format_info, np_dtype
 from inputs import extremes, log_uniform
-from tvm import te
+from tvm import te, tirx
 
 import tvm_lrn
 from tvm_lrn import canonicalize, compute, eager, reference
@@ -310,10 +310,18 @@ def test_safe_forms_chosen_per_parameters(form):
 
 
 def test_form_follows_the_target():
-    """Without a form, the compute takes the current target's: checked on GPUs."""
+    """Without a form, the compute takes the current target's: checked on GPUs; on CPUs
+    checked for static planes (the plane schedule speculates), else guarded."""
     x = te.placeholder((2, 8, 4, 4), "float32", name="x")
     p = canonicalize(5, ndim=4)
     assert compute.form_for(None) == "guarded"
+    n = tirx.Var("n", "int64")
+    assert compute.form_for(None, (n, 96, 55, 55), 1) == "checked"  # symbolic batch
+    assert compute.form_for(None, (1, 96, n, 55), 1) == "guarded"  # symbolic plane
+    assert compute.form_for(None, (1, 55, 55, 96), 3) == "guarded"  # channels-last
+    assert compute.form_for(None, (2, 8, 65537), 1) == "guarded"  # a prime row > PLANE_MAX
+    assert compute.form_for(None, (4, 3, 256, 256), 1) == "checked"  # rows are chunked
+    assert compute.form_for(None, (1, 96, 0, 55), 1) == "guarded"  # empty plane
     assert compute.form_for(tvm.target.Target("metal")) == "scaled"  # no float64
     vulkan = {"kind": "vulkan", "supports_float64": True}
     assert compute.form_for(tvm.target.Target(vulkan)) == "checked"
@@ -321,7 +329,10 @@ def test_form_follows_the_target():
         assert compute.form_for(tvm.target.Target.current()) == "checked"
         assert compute.lrn(x, p).op.input_tensors == [x]  # no guard tensor
     with tvm.target.Target("llvm"):
-        assert [t.op.name for t in compute.lrn(x, p).op.input_tensors] == ["lrn_range", "x"]
+        assert compute.lrn(x, p).op.input_tensors == [x]
+        last = te.placeholder((2, 4, 4, 8), "float32", name="x")
+        guarded = compute.lrn(last, canonicalize(5, axis=-1, ndim=4))
+        assert [t.op.name for t in guarded.op.input_tensors] == ["lrn_range", "x"]
     with pytest.raises(ValueError, match="form must be one of"):
         compute.lrn(x, p, form="fast")
     # where neither fast form applies, both resolve to the scaled form's kernel

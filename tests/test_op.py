@@ -260,18 +260,20 @@ def test_legalize_produces_tagged_primfunc(convention):
 
 
 @pytest.mark.parametrize(
-    "target, form",
+    "target, shape, form",
     [
-        (None, {"lrn_range", "lrn"}),
-        ({"kind": "llvm"}, {"lrn_range", "lrn"}),
-        ({"kind": "cuda", "arch": "sm_80"}, {"lrn"}),
+        (None, (2, 6, 5, 5), {"lrn"}),
+        ({"kind": "llvm"}, (2, 6, 5, 5), {"lrn"}),
+        ({"kind": "llvm"}, (2, 6, "h", 5), {"lrn_range", "lrn"}),
+        ({"kind": "cuda", "arch": "sm_80"}, (2, 6, 5, 5), {"lrn"}),
     ],
-    ids=["no-target", "llvm", "cuda"],
+    ids=["no-target", "llvm", "llvm-symbolic-plane", "cuda"],
 )
-def test_legalize_picks_the_safe_form_for_the_target(target, form):
-    """CPUs get the guarded form; GPU targets (which tvm.compile makes current while it
+def test_legalize_picks_the_safe_form_for_the_target(target, shape, form):
+    """CPUs get the checked form for static planes (their schedule speculates per task)
+    and the guarded form otherwise; GPU targets (which tvm.compile makes current while it
     legalizes) the checked form, whose threads check their own windows."""
-    mod = module(tensor((2, 6, 5, 5)), lrn_of(size=5))
+    mod = module(tensor(shape), lrn_of(size=5))
     if target is None:
         legal = relax.transform.LegalizeOps()(mod)
     else:

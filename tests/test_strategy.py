@@ -45,7 +45,8 @@ def static_primfunc(shape, dtype, params, form=None):
 
 
 def make(shape, dtype, params, static, form=None):
-    """``form=None``: the guarded form (what CPU targets get, and a build without one)."""
+    """``form=None``: the form a CPU target gets (and a build without one): the checked
+    form for static planes after the LRN axis, else the guarded form."""
     if static:
         return static_primfunc(shape, dtype, params, form)
     return lrn_primfunc(len(shape), dtype, params, form=form)
@@ -176,20 +177,28 @@ def enclosing_loops(func):
     return found
 
 
-def test_cpu_plane_schedule_chunks_large_planes():
-    """224x224 planes: one parallel task per guard block (channels x a chunk of rows),
-    its guard first, then its outputs, so the block is read again from cache."""
+@pytest.mark.parametrize("form", ["guarded", "checked"])
+def test_cpu_plane_schedule_chunks_large_planes(form):
+    """224x224 planes: one parallel task per block (channels x a chunk of rows). The
+    guarded form's guard comes first, then the outputs, so the block is read again from
+    cache; the checked form has no guard."""
     params = canonicalize(5, ndim=4)
-    func = schedule_primfunc(make((2, 16, 224, 224), "float32", params, True), SKX)
+    func = schedule_primfunc(make((2, 16, 224, 224), "float32", params, True, form), SKX)
     channels, rows = compute.guard_block((2, 16, 224, 224), 1, 5)
     assert rows == 32 and 16 % channels == 0
     assert (channels + 4) * rows * 224 <= compute.GUARD_BLOCK
     tasks = 2 * (16 // channels) * (224 // rows)
     loops = enclosing_loops(func)
-    # the guard reads the block's channels and halo, each a plain loop over its chunk
-    guard = loops["lrn_range_update"]
-    assert guard[0] == (tirx.ForKind.PARALLEL, tasks)
-    assert guard[-2:] == [(tirx.ForKind.SERIAL, channels + 4), (tirx.ForKind.SERIAL, rows * 224)]
+    if form == "guarded":
+        # the guard reads the block's channels and halo, each a plain loop over its chunk
+        guard = loops["lrn_range_update"]
+        assert guard[0] == (tirx.ForKind.PARALLEL, tasks)
+        assert guard[-2:] == [
+            (tirx.ForKind.SERIAL, channels + 4),
+            (tirx.ForKind.SERIAL, rows * 224),
+        ]
+    else:
+        assert not any(name.startswith("lrn_range") for name in loops)
     # each vector step computes a run of channels, unrolled
     run = cpu_strategy.channel_run(channels)
     assert run == min(channels, cpu_strategy.PLANE_RUN)
@@ -203,7 +212,7 @@ def test_cpu_plane_schedule_chunks_large_planes():
     # int64 shapes as Relax legalizes them: it compiles, and one block takes the fallback
     x = np.random.default_rng(5).standard_normal((2, 4, 224, 224)).astype(np.float32)
     x[1, 2, 100, 7] = 1e30
-    _, out = run_cpu(schedule_primfunc(make(x.shape, "float32", params, True), HOST), x)
+    _, out = run_cpu(schedule_primfunc(make(x.shape, "float32", params, True, form), HOST), x)
     check_against_exact(out, reference.lrn_exact(x, params), "float32")
 
 
@@ -232,12 +241,15 @@ PREFETCH_CASES = [
 ]
 
 
+@pytest.mark.parametrize("form", ["guarded", "checked"])
 @pytest.mark.parametrize("shape, dtype, ahead", PREFETCH_CASES)
-def test_cpu_plane_schedule_prefetches(shape, dtype, ahead):
+def test_cpu_plane_schedule_prefetches(shape, dtype, ahead, form):
     """Each vector step of the output prefetches the next channel's output row (for
-    writing) and, for small guard blocks, the next block's input; the x86 code has them."""
+    writing) and, for small blocks, the next block's input; the x86 code has them. The
+    guarded form's fallback prefetches too, the checked form's redo of a task does not
+    (its fast pass has just read the task)."""
     params = canonicalize(5, ndim=4)
-    func = schedule_primfunc(make(shape, dtype, params, True), SKX)
+    func = schedule_primfunc(make(shape, dtype, params, True, form), SKX)
     steps = []  # the output's vector loops
 
     def visit(node):
@@ -248,10 +260,12 @@ def test_cpu_plane_schedule_prefetches(shape, dtype, ahead):
 
     walk(func.body, visit)
     # the main vector loop and a tail step where the plane has one, in the fast path and
-    # in the fallback (see test_cpu_guard_branch_once_per_task)
+    # in the fallback or redo (see test_cpu_guard_branch_once_per_task and
+    # test_cpu_checked_form_speculates)
     assert len(steps) in (2, 4)
     step = [("x", 0)] if ahead else []
-    assert prefetches(func) == (step + [("lrn", 1)]) * len(steps)
+    prefetching = len(steps) if form == "guarded" else len(steps) // 2
+    assert prefetches(func) == (step + [("lrn", 1)]) * prefetching
     asm = tvm.compile(func, target=SKX).mod.inspect_source("asm")
     assert ("prefetcht0" in asm) == ahead and "prefetchw" in asm
 
@@ -274,7 +288,7 @@ def test_cpu_guard_branch_once_per_task(dtype):
     outputs into separate branches, which reload their windows. Each branch holds the
     runs of one path only."""
     params = canonicalize(5, ndim=4)
-    func = schedule_primfunc(make((2, 64, 9, 11), dtype, params, True), SKX)
+    func = schedule_primfunc(make((2, 64, 9, 11), dtype, params, True, "guarded"), SKX)
     task = func.body.block.body
     assert task.kind == tirx.ForKind.PARALLEL
     *guard, choice = task.body.seq
@@ -289,6 +303,60 @@ def test_cpu_guard_branch_once_per_task(dtype):
     assert tirx.ForKind.UNROLLED in kinds_fast and tirx.ForKind.VECTORIZED in kinds_fast
     # the fallback computes in float64, the fast path does not
     assert "float64" in choice.else_case.script() and "float64" not in choice.then_case.script()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_cpu_checked_form_speculates(dtype):
+    """The checked form on the plane schedule: each task computes the fast path for all of
+    its outputs, with no per-output choice, while it keeps the largest window sum of each
+    lane (an unsigned maximum of the bits, in a buffer on the stack: no workspace call
+    per task), then redoes the task per output only if one exceeded the bound."""
+    params = canonicalize(5, ndim=4)
+    func = schedule_primfunc(make((2, 64, 9, 11), dtype, params, True, "checked"), SKX)
+    task = func.body.block.body
+    assert task.kind == tirx.ForKind.PARALLEL
+    block = task.body.block
+    assert block.name_hint == "lrn_speculate"
+    (sums,) = block.alloc_buffers
+    assert sums.scope() == "global" and str(sums.dtype) == "uint32"
+    assert [int(e) for e in sums.shape] == [16]
+    init, fast, redo = block.body.seq
+    assert loop_kinds(init) == [tirx.ForKind.VECTORIZED]
+    assert _if_then_else_count(fast) == 0
+    kinds_fast = loop_kinds(fast)
+    assert tirx.ForKind.UNROLLED in kinds_fast and tirx.ForKind.VECTORIZED in kinds_fast
+    assert "lrn_window_sum_bits" in fast.script() and "float64" not in fast.script()
+    assert isinstance(redo, tirx.IfThenElse) and redo.else_case is None
+    assert "lrn_window_sum_bits" in str(redo.condition)
+    assert _if_then_else_count(redo.then_case) > 0 and "float64" in redo.then_case.script()
+    asm = tvm.compile(func, target=SKX).mod.inspect_source("asm")
+    assert "vpmaxud" in asm and "AllocWorkspace" not in asm
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_cpu_speculation_gives_the_checked_forms_outputs(dtype, monkeypatch):
+    """Bit for bit the outputs of the checked form with its per-output choice (the same
+    schedule without rewrite_plane_tasks), in tasks taken fast and in tasks redone: a
+    huge value, Inf and NaNs of both signs in some, a large value inside the fast range in another
+    (float32: 1e15, whose square 1e30 is below the bound, 2**103 for these parameters)."""
+    shape, params = (2, 64, 9, 11), canonicalize(5, ndim=4)
+    x = np.random.default_rng(9).standard_normal(shape).astype(np.float32)
+    x[0, 3, 0, 0] = np.inf
+    x[0, 40, 8, 10] = np.nan
+    x[1, 60, 3, 3] = -np.nan  # sign bit set: its square's bits compare high unsigned only
+    x[1, 20, 4, 4] = -np.inf if dtype != "float32" else -3e25
+    x[1, 50, 2, 7] = 6e4 if dtype == "float16" else 1e15
+    x = x.astype(np_dtype(dtype))
+    func = make(shape, dtype, params, True, "checked")
+    _, speculative = run_cpu(schedule_primfunc(func, HOST), x)
+    with monkeypatch.context() as patch:
+        patch.setattr(cpu_strategy, "rewrite_plane_tasks", lambda sch: None)
+        per_output = schedule_primfunc(func, HOST)
+    assert _if_then_else_count(per_output.body) > 0  # each output chooses
+    _, want = run_cpu(per_output, x)
+    bits = np.uint16 if dtype != "float32" else np.uint32
+    np.testing.assert_array_equal(speculative.view(bits), want.view(bits))
+    check_against_exact(speculative, reference.lrn_exact(x, params), dtype)
 
 
 @pytest.mark.parametrize("form", compute.FORMS)
@@ -320,18 +388,20 @@ def test_prefetch_distances():
     assert distances([1, 64, 56, 56], 1, 8, 56, 8, 4, 4) == (0, 8 * 3136)  # 150 KB
 
 
+@pytest.mark.parametrize("form", ["guarded", "checked"])
 @pytest.mark.parametrize("side", ["before", "after"])
-def test_guard_blocks_see_their_halo(side):
-    """A value whose square overflows float32, in the last channel of one guard block or
-    the first of the next: the neighbouring block's windows reach it, so its guard must
-    see it (else its fast path would give 0 there, not the tiny exact value)."""
+def test_guard_blocks_see_their_halo(side, form):
+    """A value whose square overflows float32, in the last channel of one block or the
+    first of the next: the neighbouring block's windows reach it, so its guard (or its
+    speculation's window sums) must see it (else its fast path would give 0 there, not
+    the tiny exact value)."""
     shape, params = (1, 64, 9, 11), canonicalize(5, ndim=4)
     channels, _ = compute.guard_block(shape, 1, 5)
     assert 4 <= channels < 64  # blocks with a halo
     x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
     c = channels - 1 if side == "before" else channels  # the block boundary
     x[0, c, 4, 5] = 1e20
-    _, out = run_cpu(schedule_primfunc(make(shape, "float32", params, True), HOST), x)
+    _, out = run_cpu(schedule_primfunc(make(shape, "float32", params, True, form), HOST), x)
     exact = reference.lrn_exact(x, params)
     check_against_exact(out, exact, "float32")
     neighbours = [c + 1, c + 2] if side == "before" else [c - 1, c - 2]
@@ -509,10 +579,10 @@ def test_gpu_rule_rejects_a_bad_channel_run():
 
 @pytest.mark.parametrize("static", [True, False])
 def test_gpu_rule_schedules_the_guarded_form_too(static):
-    """A PrimFunc built without a target (guarded form) still compiles for CUDA: its
-    guard and output are separate kernels with every loop bound to threads."""
+    """A PrimFunc of the guarded form (a CPU's for symbolic planes) still compiles for
+    CUDA: its guard and output are separate kernels with every loop bound to threads."""
     params = canonicalize(5, axis=1, ndim=4)
-    func = schedule_primfunc(make((2, 8, 6, 33), "float32", params, static), CUDA80)
+    func = schedule_primfunc(make((2, 8, 6, 33), "float32", params, static, "guarded"), CUDA80)
     assert "lrn_range" in block_names(func)
     _check_all_loops_bound(func)
     ex = tvm.compile(func, target=CUDA80)

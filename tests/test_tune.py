@@ -185,8 +185,8 @@ def test_shipped_schedules_cover_the_presets_on_this_cpu():
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_replayed_rule_trace_is_the_rule(dtype):
-    """A record of the CPU rule replays to the rule's own kernel: the per-task branch and
-    the prefetches, which the trace does not hold, are added again after the replay."""
+    """A record of the CPU rule replays to the rule's own kernel: the speculation per task
+    and the prefetches, which the trace does not hold, are added again after the replay."""
     from tvm.s_tir import Schedule
 
     from tvm_lrn.strategy import CPULRN
@@ -196,7 +196,7 @@ def test_replayed_rule_trace_is_the_rule(dtype):
     (work,) = T.lrn_workloads([(2, 32, 9, 11)], [dtype], PARAMS)
     ruled = CPULRN().apply(work.func, target, False)
     replayed = T._replay(tvm.IRModule({"main": work.func}), ruled.trace)["main"]
-    assert "T.prefetch" in replayed.script() and "if lrn_range" in replayed.script()
+    assert "T.prefetch" in replayed.script() and "lrn_speculate" in replayed.script()
     tvm.ir.assert_structural_equal(replayed, ruled.mod["main"])
     # a schedule without an annotated task is left as it is
     plain = Schedule(work.func)

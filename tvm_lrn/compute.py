@@ -8,7 +8,8 @@ computed so that no intermediate overflows or underflows unless the result does,
 one of three forms (all meet the same contract; tests run each).
 
 **The guarded form** (float16, bfloat16 and float32 inputs with ``beta <= 2``, windows
-up to :data:`MAX_UNROLLED_WINDOW`, ordinary ``bias``/``alpha``; what CPUs get):
+up to :data:`MAX_UNROLLED_WINDOW`, ordinary ``bias``/``alpha``; what CPUs get for
+symbolic and channels-last shapes):
 
 1. The largest input magnitude of each guard block (:func:`guard_block`: a run of
    channels along the LRN axis, with the ``size - 1`` halo channels their windows
@@ -29,11 +30,15 @@ The choice is one branch per guard block, not a select per element, so the fallb
 costs nothing where it is not taken; and the guard reads inputs, not window sums, so
 the sums need no buffer of their own.
 
-**The checked form** (what GPU targets get, where the guarded form would apply): the
-same fast path and float64 fallback, chosen per output by its own float32 window sum
-(``s <= _sum_bound``; NaN compares false). That is one branch per output, which a GPU
-thread takes cheaply, and no pass over the tensor before the outputs; on CPUs it would
-stop the loops from vectorizing.
+**The checked form** (what GPU targets get, and CPUs for static planes after the LRN
+axis, where the guarded form would apply; see :func:`form_for`): the same fast path and
+float64 fallback, chosen per output by its own float32 window sum (``s <= _sum_bound``;
+NaN compares false). That is one branch per output, which a GPU thread takes cheaply,
+and no pass over the tensor before the outputs. On CPUs a branch per output would stop
+the loops from vectorizing, so the CPU schedule computes each task (a block of
+channels times a plane chunk) with the fast path alone while it keeps the largest
+window sum, and computes the task again, per output, only when that sum fails the
+check (:mod:`tvm_lrn.strategy.cpu`).
 
 **The scaled form** (float64 inputs, float32 with ``beta > 2`` (computed in float64),
 long windows, extreme ``bias``: wherever the other two do not apply):
@@ -77,7 +82,16 @@ from tvm.target import Target
 from . import intrin
 from .spec import LRNParams, check_dtype
 
-__all__ = ["lrn", "compute_dtype", "chunk_rows", "guard_block", "form_for", "resolve_form", "FORMS"]
+__all__ = [
+    "lrn",
+    "compute_dtype",
+    "chunk_rows",
+    "plane_chunk",
+    "guard_block",
+    "form_for",
+    "resolve_form",
+    "FORMS",
+]
 
 # Bits of beta's head: beta_head * G must be exact for |G| < 2**_G_BITS.
 _G_BITS = 12
@@ -280,7 +294,7 @@ def lrn(
     dtype = check_dtype(data.dtype)
     params = params.with_axis(len(data.shape))
     target = Target.current(allow_none=True)
-    form = resolve_form(dtype, params, form or form_for(target))
+    form = resolve_form(dtype, params, form or form_for(target, data.shape, params.axis))
     fmt = _FORMATS[compute_dtype(dtype, params.beta)]
     shape, axis = data.shape, params.axis
     at = _window(shape, axis, params.lo)
@@ -351,13 +365,17 @@ def resolve_form(dtype: str, params: LRNParams, form: str) -> str:
 FORMS = ("guarded", "checked", "scaled")
 
 
-def form_for(target) -> str:
-    """The safe form of :func:`lrn` that suits ``target``.
+def form_for(target, shape=None, axis: int | None = None) -> str:
+    """The safe form of :func:`lrn` that suits ``target`` (and, on CPUs, the input).
 
     Parameters
     ----------
     target : tvm.target.Target or None
         The compilation target, if known.
+    shape : sequence of int or PrimExpr, optional
+        The input shape (CPUs: see below).
+    axis : int, optional
+        The LRN axis, non-negative (with ``shape``).
 
     Returns
     -------
@@ -366,11 +384,16 @@ def form_for(target) -> str:
         ``supports_float64``), whose threads each compute outputs from their own windows
         and take a branch per thread cheaply; ``"scaled"`` for other GPU targets (Metal
         has no float64 for the fallback, and OpenCL and Vulkan devices need not have
-        it); ``"guarded"`` otherwise (CPUs, whose vector loops want one branch per
-        block). The first two fall back to ``"scaled"`` where they do not apply.
+        it). CPUs: ``"checked"`` where the CPU schedule computes the input in plane
+        chunks (:func:`plane_chunk`), whose tasks take the fast path for all of their
+        outputs and redo a task only when one of its window sums failed the check (no
+        pass over the tensor before the outputs); ``"guarded"`` elsewhere (symbolic or
+        channels-last shapes: one branch per guard block for the vector loops). The
+        first two fall back to ``"scaled"`` where they do not apply.
     """
     if target is None or "gpu" not in target.keys:
-        return "guarded"
+        planes = shape is not None and axis is not None and plane_chunk(shape, axis)
+        return "checked" if planes else "guarded"
     float64 = target.kind.name in ("cuda", "rocm") or target.attrs.get("supports_float64")
     return "checked" if float64 else "scaled"
 
@@ -570,6 +593,40 @@ def chunk_rows(trailing) -> int | None:
     # Chunks much shorter than the limit would make the per-chunk loop overhead costly (a
     # 1-D plane of prime length): the plane stays whole then.
     return k if k * rest >= GUARD_CHUNK // 16 else first
+
+
+#: Largest plane chunk (elements) the CPU schedule computes in plane chunks.
+#: chunk_rows keeps chunks at 8K elements where the plane allows; a plane that cannot be
+#: cut (a long prime row) stays whole up to this size (256 KB of float32, within a 1 MB L2
+#: cache).
+PLANE_MAX = 65536
+
+
+def plane_chunk(shape, axis: int) -> int | None:
+    """Elements of one plane chunk (:func:`chunk_rows` rows of the dimensions after the
+    LRN axis) where the CPU schedule computes ``shape`` chunk by chunk.
+
+    Parameters
+    ----------
+    shape : sequence of int or PrimExpr
+        The input shape.
+    axis : int
+        The LRN axis, non-negative.
+
+    Returns
+    -------
+    int or None
+        The chunk's elements, if the LRN axis and the dimensions after it are static, the
+        axis is not the last one, the plane is not empty and the chunk is at most
+        :data:`PLANE_MAX` elements; None otherwise.
+    """
+    if axis >= len(shape) - 1 or _static([shape[axis]]) is None:
+        return None
+    trailing = _static(shape[axis + 1 :])
+    if trailing is None or 0 in trailing:
+        return None
+    chunk = chunk_rows(trailing) * math.prod(trailing[1:])
+    return chunk if chunk <= PLANE_MAX else None
 
 
 def guard_block(shape, axis: int, size: int) -> tuple[int, int] | None:

@@ -171,8 +171,9 @@ def lrn_primfunc(
         Canonical parameters.
     form : str, optional
         The safe form (see :func:`tvm_lrn.compute.lrn`); by default the one for
-        ``Target.current()``, which ``tvm.compile`` sets while it legalizes (the
-        guarded form on CPUs, the checked form on GPUs).
+        ``Target.current()``, which ``tvm.compile`` sets while it legalizes, and the
+        shape (:func:`tvm_lrn.compute.form_for`: the checked form on GPUs and for static
+        planes on CPUs, the guarded form for other CPU shapes).
 
     Returns
     -------

@@ -1,26 +1,30 @@
 """CPU (llvm) schedule rule for the LRN PrimFunc.
 
 Plane schedule (static planes after the LRN axis, e.g. H*W in NCHW: every model's
-case)::
+case; CPUs get the checked form there, see :func:`tvm_lrn.compute.form_for`)::
 
-    parallel for (n, channel block, row chunk) fused:  # one task per guard block
-      guard: for c in block + halo: for chunk: max |x|  # guarded form only
-      if the block is in range:                         # once per task (guarded form)
-        for run of channels in block:
-          (scaled form: window max and sums of the chunk, each a loop like the output's)
-          for step:
-            for c in run (unrolled):                    # the run shares window loads
-              prefetch (next block's input, next run's output)
-              vector: fast path
-          (scalar tail of the last step)
-      else: the same loops, float64 fallback
+    parallel for (n, channel block, row chunk) fused:  # one task per block
+      (guarded form: for c in block + halo: for chunk: max |x|, then one branch)
+      for run of channels in block:
+        (scaled form: window max and sums of the chunk, each a loop like the output's)
+        for step:
+          for c in run (unrolled):                      # the run shares window loads
+            prefetch (next block's input, next run's output)
+            vector: fast path                           # checked form: and the
+                                                        # lanes' largest window sum
+        (scalar tail of the last step)
+      checked form: if a window sum failed the check, the task again, each output
+      choosing between fast path and float64 fallback by its own sum
 
-The blocks are those of :func:`tvm_lrn.compute.guard_block`: the guard reads a block
-from memory once, the outputs read it again from cache. A run of up to
-:data:`PLANE_RUN` channels per vector step (the scaled form: one) loads the ``run +
-size - 1`` window rows once for all of its outputs. The branch on the guard and the
-software prefetches are statements no schedule primitive adds; :func:`_rewrite_task`
-puts them in through the schedule state. Each reduction and the output
+The blocks are those of :func:`tvm_lrn.compute.guard_block`. The checked form takes
+the fast path for a whole task speculatively and redoes the rare task whose largest
+window sum fails the check: no pass over the input precedes the outputs. (The guarded
+form reads each block once for its guard and once more, from cache, for the outputs,
+then takes one branch per task.) A run of up to :data:`PLANE_RUN` channels per vector
+step (the scaled form: one) loads the ``run + size - 1`` window rows once for all of
+its outputs. The speculation, the guarded form's branch and the software prefetches
+are statements no schedule primitive adds; :func:`_rewrite_task` puts them in through
+the schedule state. Each reduction and the output
 are one loop over the flattened chunk, cut into vectors of ``_PLANE_REGISTERS``
 registers; the window loop sits between the steps and the lanes, so each window step is
 one vector operation. The vector loop is partitioned at its last full step rather than
@@ -55,12 +59,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tvm
 import tvm_ffi
 from tvm import s_tir, sym, tirx
 from tvm.target import Target, codegen
 
-from ..compute import chunk_rows, guard_block
+from ..compute import chunk_rows, guard_block, plane_chunk
 from .common import GUARDS, OUTPUT, LRNScheduleRule, split_loops, walk
 
 __all__ = [
@@ -159,27 +164,14 @@ _PLANE_REGISTERS = 1
 #: :func:`channel_run`): a run of 8 loads 12 window vectors for 8 outputs instead of
 #: 40, and still fits the 32 vector registers of AVX-512.
 PLANE_RUN = 8
-#: Largest chunk (elements) the plane schedule takes. chunk_rows keeps chunks at 8K
-#: elements where the plane allows; a plane that cannot be cut (a long prime row) stays
-#: whole up to this size (256 KB of float32, within a 1 MB L2 cache).
-_PLANE_MAX = 65536
 
 
 def _static_plane(func: tirx.PrimFunc, loops_extents) -> int | None:
     """Elements of the plane chunk after the LRN axis (see :func:`chunk_rows`) that one
     step of the plane schedule covers, if the plane and the LRN axis are static, the
-    plane non-empty and its chunk small enough to stay in cache."""
+    plane non-empty and its chunk small enough to stay in cache (:func:`plane_chunk`)."""
     axis = func.attrs.get("tvm_lrn.axis")
-    if axis is None or int(axis) >= len(loops_extents) - 1:
-        return None
-    if not isinstance(loops_extents[int(axis)], tirx.IntImm):
-        return None
-    trailing = loops_extents[int(axis) + 1 :]
-    rows = chunk_rows(trailing)  # None: a symbolic extent
-    if rows is None or any(int(extent.value) == 0 for extent in trailing):
-        return None
-    chunk = rows * math.prod(int(extent.value) for extent in trailing[1:])
-    return chunk if chunk <= _PLANE_MAX else None
+    return None if axis is None else plane_chunk(loops_extents, int(axis))
 
 
 def _schedule_guards_at(sch: s_tir.Schedule, blocks, loop) -> None:
@@ -421,8 +413,9 @@ _IF_THEN_ELSE = tvm.ir.Op.get("prim.if_then_else")
 
 
 def _guard_branch(stmt, out, which: int):
-    """``stmt`` with the output's choice ``if_then_else(in_range, fast, fallback)``
-    replaced by its fast (``which=1``) or fallback (``which=2``) value."""
+    """``stmt`` with the output's choice ``if_then_else(check, fast, fallback)`` (the
+    guarded form's or the checked form's) replaced by its fast (``which=1``) or fallback
+    (``which=2``) value."""
 
     def on_store(node, mutator):
         if not node.buffer.same_as(out):
@@ -475,8 +468,131 @@ def _output_choice(block):
     return None
 
 
+def _checked_bound(outputs, out):
+    """The ``bound`` of the checked form's per-output choice ``if_then_else(s <= bound,
+    fast, fallback)`` of the outputs under ``outputs``, or None (another form)."""
+    realizes = []
+    walk(outputs, lambda n: realizes.append(n) if _is_output_realize(n, out) else None)
+    choice = _output_choice(realizes[0].block) if realizes else None
+    check = None if choice is None else choice.args[0]
+    if not isinstance(check, tirx.LE) or not isinstance(check.b, tirx.FloatImm):
+        return None
+    return check.b
+
+
+def _is_output_realize(node, out) -> bool:
+    return isinstance(node, s_tir.SBlockRealize) and _writes(node.block, out)
+
+
+def _tracking_sums(stmt, out, sums, lanes: int):
+    """``stmt`` with each output's fast value stored, and its window sum's bits folded
+    into ``sums`` by an unsigned maximum at the lane of its vector loop (0 outside one).
+    Unsigned, so that a NaN with its sign bit set also compares above every bound."""
+    bits = f"uint{sums.dtype.bits}"
+
+    def tracked(realize, lane):
+        block = realize.block
+        check = _output_choice(block).args[0]
+        v_lane = tirx.Var("v_lane", lane.ty.dtype if isinstance(lane, tirx.Var) else "int32")
+        index = [v_lane]
+        acc = tirx.BufferLoad(sums, index)
+        update = tirx.BufferStore(sums, tirx.max(acc, tirx.reinterpret(bits, check.a)), index)
+        region = tirx.BufferRegion(sums, [tvm.ir.Range.from_min_extent(v_lane, 1)])
+        lane_iv = tirx.IterVar(
+            tvm.ir.Range.from_min_extent(
+                tirx.const(0, v_lane.ty.dtype), tirx.const(lanes, v_lane.ty.dtype)
+            ),
+            v_lane,
+            tirx.IterVar.DataPar,
+        )
+        new_block = s_tir.SBlock(
+            [*block.iter_vars, lane_iv],
+            [*block.reads, region],
+            [*block.writes, region],
+            block.name_hint,
+            tirx.SeqStmt([_guard_branch(block.body, out, 1), update]),
+            block.init,
+            block.alloc_buffers,
+            block.match_buffers,
+            block.annotations,
+        )
+        lane_value = lane if isinstance(lane, tirx.Var) else tirx.const(0, v_lane.ty.dtype)
+        return s_tir.SBlockRealize([*realize.iter_values, lane_value], realize.predicate, new_block)
+
+    def on_for(node, mutator):
+        if node.kind == tirx.ForKind.VECTORIZED and _is_output_realize(node.body, out):
+            return tirx.For(
+                node.loop_var,
+                node.min,
+                node.extent,
+                node.kind,
+                tracked(node.body, node.loop_var),
+                node.thread_binding,
+                node.annotations,
+            )
+        return mutator.default_mutate(node)
+
+    def on_realize(node, mutator):
+        if _is_output_realize(node, out):
+            return tracked(node, None)
+        return mutator.default_mutate(node)
+
+    return tvm_ffi.structural_mutate(stmt, [(tirx.For, on_for), (s_tir.SBlockRealize, on_realize)])
+
+
+def _speculative(outputs, fast_outputs, out, bound):
+    """One task of the checked form, speculatively: ``fast_outputs`` (``outputs`` as
+    they are scheduled, with prefetches) compute the fast path for every output and keep
+    the largest window sum of each vector lane; if one exceeds ``bound``, ``outputs``
+    run again, each output choosing by its own sum. The outputs equal the checked
+    form's, with no branch per output.
+
+    The lanes' largest sums are compared as unsigned bits: for sums of squares (+0 to
+    +Inf) that orders them as numbers, and a NaN of either sign compares above every
+    bound. Their buffer (one vector) is in the default (global) scope, which TVM's
+    lowering puts on the stack, so LLVM keeps it in a register; a ``local`` one would be
+    a workspace allocated and freed by a call for each task.
+    """
+    lanes = _vector_lanes(outputs)
+    sum_dtype = bound.ty.dtype
+    bits = tvm.runtime.DataType(sum_dtype).bits
+    sums = tirx.decl_buffer((lanes,), f"uint{bits}", name="lrn_window_sum_bits")
+    lane = tirx.Var("lane", "int32")
+    init = tirx.For(
+        lane,
+        0,
+        lanes,
+        tirx.ForKind.VECTORIZED,
+        tirx.BufferStore(sums, tirx.const(0, sums.dtype), [lane]),
+    )
+    fast = _tracking_sums(fast_outputs, out, sums, lanes)
+    largest = tirx.BufferLoad(sums, [tirx.const(0, "int32")])
+    for i in range(1, lanes):
+        largest = tirx.max(largest, tirx.BufferLoad(sums, [tirx.const(i, "int32")]))
+    limit = int(np.array(bound.value, dtype=sum_dtype).view(f"uint{bits}"))
+    redo = tirx.IfThenElse(largest > tirx.const(limit, sums.dtype), outputs, None)
+    block = s_tir.SBlock(
+        [], [], [], "lrn_speculate", tirx.SeqStmt([init, fast, redo]), alloc_buffers=[sums]
+    )
+    return s_tir.SBlockRealize([], True, block)
+
+
+def _vector_lanes(stmt) -> int:
+    """The longest vector loop under ``stmt`` (1 if none)."""
+    extents = [1]
+    walk(
+        stmt,
+        lambda n: (
+            extents.append(int(n.extent))
+            if isinstance(n, tirx.For) and n.kind == tirx.ForKind.VECTORIZED
+            else None
+        ),
+    )
+    return max(extents)
+
+
 def _rewrite_task(sch: s_tir.Schedule, task_loop, guarded: bool, data, out, distances):
-    """Two changes to the plane schedule's task loop that no schedule primitive makes
+    """Changes to the plane schedule's task loop that no schedule primitive makes
     (so the loop is replaced through the schedule state; MetaSchedule's replays of this
     rule's trace lack them).
 
@@ -485,6 +601,12 @@ def _rewrite_task(sch: s_tir.Schedule, task_loop, guarded: bool, data, out, dist
     task's output loops. Left to each output, it would split a run of outputs into one
     branch each, and LLVM would then load every window again (no unswitching of loops
     this large).
+
+    *The checked form speculatively* (:func:`_speculative`): a task computes the fast
+    path for all of its outputs and tracks their largest window sum; only where that
+    exceeds the check's bound is the task computed again, each output choosing by its
+    own sum. The outputs are those of the checked form, with no branch per output and
+    no pass over the input before them (the guarded form's guard).
 
     *Software prefetches* (:func:`_prefetch_distances`): one vector step is a few dozen
     instructions around one new input line, so the reorder buffer holds about ten
@@ -495,11 +617,16 @@ def _rewrite_task(sch: s_tir.Schedule, task_loop, guarded: bool, data, out, dist
     head, outputs = (
         (list(body.seq[:-1]), body.seq[-1]) if isinstance(body, tirx.SeqStmt) else ([], body)
     )
-    condition = _task_condition(outputs, out) if guarded else None
-    if condition is not None:
-        fast, fallback = (_guard_branch(outputs, out, which) for which in (1, 2))
-        outputs = tirx.IfThenElse(condition, fast, fallback)
-    outputs = _with_prefetches(outputs, data, out, *distances)
+    if guarded:
+        condition = _task_condition(outputs, out)
+        if condition is not None:
+            fast, fallback = (_guard_branch(outputs, out, which) for which in (1, 2))
+            outputs = tirx.IfThenElse(condition, fast, fallback)
+        outputs = _with_prefetches(outputs, data, out, *distances)
+    else:
+        bound = _checked_bound(outputs, out)
+        fast = _with_prefetches(outputs, data, out, *distances)
+        outputs = fast if bound is None else _speculative(outputs, fast, out, bound)
     new_body = tirx.SeqStmt([*head, outputs]) if head else outputs
     new_task = tirx.For(
         task_loop.loop_var,
