@@ -388,6 +388,23 @@ def test_prefetch_distances():
     assert distances([1, 64, 56, 56], 1, 8, 56, 8, 4, 4) == (0, 8 * 3136)  # 150 KB
 
 
+def test_channel_run():
+    """Runs of up to 8 channels (a divisor of the block's), up to 4 where the planes are a
+    multiple of 1 KB apart and the tensor streams from memory (more than 16 MB)."""
+    run = cpu_strategy.channel_run
+    assert [run(c) for c in (1, 3, 7, 8, 12, 32, 97)] == [1, 3, 7, 8, 6, 8, 1]
+    mib = 1 << 20
+    assert run(12, 224 * 224 * 4, 154 * mib) == 4  # 8x96x224x224
+    assert run(8, 224 * 224 * 4, 6 * mib) == 8  # 2x16x224x224: in cache
+    assert run(32, 112 * 112 * 4, 38 * mib) == 4  # 49 KB planes
+    assert run(32, 55 * 55 * 4, 18 * mib) == 8  # 16x96x55x55: planes not aligned
+    assert run(12, 224 * 224 * 4, None) == 6  # a symbolic batch: size unknown
+    # the schedule reads both off the PrimFunc: float16 planes of 224x224 are 98 KB
+    params = canonicalize(5, ndim=4)
+    func = schedule_primfunc(make((8, 96, 224, 224), "float16", params, True), SKX)
+    assert (tirx.ForKind.UNROLLED, 4) in enclosing_loops(func)["lrn"]
+
+
 @pytest.mark.parametrize("form", ["guarded", "checked"])
 @pytest.mark.parametrize("side", ["before", "after"])
 def test_guard_blocks_see_their_halo(side, form):
