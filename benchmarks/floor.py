@@ -15,7 +15,7 @@ set before TVM loads), timed with ``time_evaluator`` (median and minimum of the 
   with AVX-512 the refined ``vrsqrt14ps`` estimate and one square root, elsewhere two
   square roots and a division), parallel and vectorized like the copy: the arithmetic
   every output needs, without the window;
-* ``tvm_lrn_unsafe``: tvm_lrn's fast path alone (window sums, no guard, no fallback);
+* ``tvm_lrn_unsafe``: tvm_lrn's fast path alone (window sums; no check, no guard, no fallback);
 * ``tvm_lrn``: the kernel a compiled model runs (strategy rule).
 
 Writes a tidy CSV (``results/cpu_floor.csv`` by default; rows of other thread counts

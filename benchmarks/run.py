@@ -695,7 +695,8 @@ def markdown_table(rows: list[dict], meta: dict) -> str:
         "`–` = not supported. Ratios use medians: *vs torch.compile* and *vs best peer* are "
         "speedups of tvm_lrn (>1 = tvm_lrn faster), *of copy* is the fraction of the copy "
         "roofline tvm_lrn reaches (copy time / tvm_lrn time, best of the copies), "
-        "*safety cost* is tvm_lrn time / time of its fast path alone (no guard, no fallback).",
+        "*safety cost* is tvm_lrn time / time of its fast path alone "
+        "(no check, no guard, no fallback).",
         "",
     ]
     for threads in sorted({int(r["threads"]) for r in rows}):
