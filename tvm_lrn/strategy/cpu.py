@@ -688,6 +688,9 @@ def rewrite_plane_tasks(sch: s_tir.Schedule) -> None:
     For each loop annotated :data:`PLANE_TASK` (one task of the plane schedule, one
     guard block), in place:
 
+    - the checked form's task is computed speculatively: the fast path for all of its
+      outputs, keeping the largest window sum, then the task again with the per-output
+      choice only if that sum failed the check (:func:`_speculative`);
     - the guarded form's choice between fast path and fallback becomes one branch
       around the task's outputs instead of one per output (which would cut a run of
       outputs into branches that each reload their windows: LLVM does not unswitch
