@@ -394,9 +394,13 @@ def _is_output_step(node, out) -> bool:
         isinstance(node, tirx.For)
         and isinstance(lanes, tirx.For)
         and lanes.kind == tirx.ForKind.VECTORIZED
-        and isinstance(lanes.body, s_tir.SBlockRealize)
-        and _writes(lanes.body.block, out)
+        and _is_output_realize(lanes.body, out)
     )
+
+
+def _is_output_realize(node, out) -> bool:
+    """Whether ``node`` realizes a block that writes the output ``out``."""
+    return isinstance(node, s_tir.SBlockRealize) and _writes(node.block, out)
 
 
 def _writes(block, buffer) -> bool:
@@ -476,7 +480,7 @@ def _task_condition(loop, out):
     def visit(node):
         if isinstance(node, tirx.For):
             inner_loops.append(node)
-        elif isinstance(node, s_tir.SBlockRealize) and _writes(node.block, out):
+        elif _is_output_realize(node, out):
             realizes.append(node)
 
     walk(loop, visit)
@@ -514,10 +518,6 @@ def _checked_bound(outputs, out):
     if not isinstance(check, tirx.LE) or not isinstance(check.b, tirx.FloatImm):
         return None
     return check.b
-
-
-def _is_output_realize(node, out) -> bool:
-    return isinstance(node, s_tir.SBlockRealize) and _writes(node.block, out)
 
 
 def _tracking_sums(stmt, out, sums, lanes: int):
