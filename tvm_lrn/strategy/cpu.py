@@ -65,7 +65,7 @@ import tvm_ffi
 from tvm import s_tir, sym, tirx
 from tvm.target import Target, codegen
 
-from ..compute import chunk_rows, guard_block, plane_chunk
+from ..compute import _static, chunk_rows, guard_block, plane_chunk
 from .common import GUARDS, OUTPUT, LRNScheduleRule, split_loops, walk
 
 __all__ = [
@@ -321,10 +321,8 @@ def _schedule_planes(
     # checked forms, the fast path alone); the scaled form's reductions are computed per
     # channel.
     plane_bytes = math.prod(int(e) for e in extents[axis + 1 :]) * itemsize
-    sizes = [e for e in extents if isinstance(e, tirx.IntImm)]
-    tensor_bytes = (
-        math.prod(int(e) for e in sizes) * itemsize if len(sizes) == len(extents) else None
-    )
+    static = _static(extents)  # None: a symbolic leading dimension
+    tensor_bytes = None if static is None else math.prod(static) * itemsize
     run = 1 if blocks.reductions else channel_run(channels, plane_bytes, tensor_bytes)
     run_loop = sch.split(c_inner, [None, run])[1] if run > 1 else None
     _vectorize_plane(sch, plane_loop, step, run_loop)
@@ -475,25 +473,23 @@ def _task_condition(loop, out):
     """The range guard's condition of the outputs under ``loop``, in terms of the loops
     above it: that of its first output (None if it has none). The plane schedule makes
     each task one guard block, so every output of the task has this same condition."""
-    realizes, inner_loops = [], []
-
-    def visit(node):
-        if isinstance(node, tirx.For):
-            inner_loops.append(node)
-        elif _is_output_realize(node, out):
-            realizes.append(node)
-
-    walk(loop, visit)
-    choice = _output_choice(realizes[0].block) if realizes else None
+    realize = _first_output(loop, out)
+    choice = None if realize is None else _output_choice(realize.block)
     if choice is None:
         return None
     at_start = sym.Analyzer()
-    for node in inner_loops:
-        at_start.bind(node.loop_var, node.min)
+    walk(loop, lambda n: at_start.bind(n.loop_var, n.min) if isinstance(n, tirx.For) else None)
     bindings = sym.Analyzer()
-    for iv, bound in zip(realizes[0].block.iter_vars, realizes[0].iter_values, strict=True):
+    for iv, bound in zip(realize.block.iter_vars, realize.iter_values, strict=True):
         bindings.bind(iv.var, at_start.simplify(bound))
     return bindings.simplify(choice.args[0])
+
+
+def _first_output(stmt, out):
+    """The first realize of the output block under ``stmt``, or None."""
+    found = []
+    walk(stmt, lambda n: found.append(n) if _is_output_realize(n, out) else None)
+    return found[0] if found else None
 
 
 def _output_choice(block):
@@ -511,9 +507,8 @@ def _output_choice(block):
 def _checked_bound(outputs, out):
     """The ``bound`` of the checked form's per-output choice ``if_then_else(s <= bound,
     fast, fallback)`` of the outputs under ``outputs``, or None (another form)."""
-    realizes = []
-    walk(outputs, lambda n: realizes.append(n) if _is_output_realize(n, out) else None)
-    choice = _output_choice(realizes[0].block) if realizes else None
+    realize = _first_output(outputs, out)
+    choice = None if realize is None else _output_choice(realize.block)
     check = None if choice is None else choice.args[0]
     if not isinstance(check, tirx.LE) or not isinstance(check.b, tirx.FloatImm):
         return None
