@@ -5,8 +5,12 @@ import os
 
 import pytest
 
-# TVM's CPU pool uses cores/2 threads unless told; the tests use both cores.
-os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
+# TVM's CPU pool uses cores/2 threads unless told. A single pytest process uses every
+# core; under pytest-xdist (the default, ``-n logical`` in pyproject.toml) each worker
+# takes one core, since TVM's pool spins while it waits and more threads than cores
+# slow every worker down.
+_XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
+os.environ.setdefault("TVM_NUM_THREADS", "1" if _XDIST_WORKER else str(os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +45,33 @@ def safe_form(request):
     """Run the test once per safe form (through ``tvm_lrn.run``)."""
     with forced_form(request.param):
         yield request.param
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group marks
+def pytest_collection_modifyitems(items):
+    """Keep the tests of the module-scoped tuning run on one xdist worker (``--dist
+    loadgroup``): spread over two, each worker would tune again."""
+    for item in items:
+        if "tuned" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tuning"))
+
+
+def pytest_sessionfinish(session):
+    """An xdist worker hands its worst ulp errors to the controller, which prints them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        from accuracy import WORST_ULP
+
+        workeroutput["worst_ulp"] = dict(WORST_ULP)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown when xdist is not installed
+def pytest_testnodedown(node, error):
+    """Merge a finished xdist worker's worst ulp errors into the controller's."""
+    from accuracy import WORST_ULP
+
+    for dtype, worst in getattr(node, "workeroutput", {}).get("worst_ulp", {}).items():
+        WORST_ULP[dtype] = max(WORST_ULP.get(dtype, 0.0), worst)
 
 
 def pytest_terminal_summary(terminalreporter):
