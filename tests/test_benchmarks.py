@@ -63,6 +63,35 @@ def test_driver_tiny_case(run_mod, tmp_path):
     assert "| 1x7x3x5 | float32 |" in table
 
 
+def test_ratios_from_medians_and_minimums(run_mod):
+    """Each ratio from the medians, and the target ratios again from the minimums."""
+
+    def row(contender, median, low):
+        case = {"shape": "1x8x4x4", "dtype": "float32", "threads": "2", "check": "ok"}
+        return dict(case, contender=contender, median_ms=str(median), min_ms=str(low))
+
+    rows = [
+        row("tvm_lrn", 2.0, 1.0),
+        row("tvm_lrn_unsafe", 1.6, 0.8),
+        row("torch_compile", 10.0, 9.0),
+        row("torch", 12.0, 3.0),
+        row("copy_numpy", 0.5, 0.45),
+        row("copy_tvm", 0.4, 0.5),
+        dict(row("onnxruntime", 1.0, 1.0), check="FAIL"),  # a failed check is no peer
+    ]
+    (r,) = run_mod.ratios(rows)
+    assert (r["best_peer"], r["best_copy"]) == ("torch_compile", "copy_tvm")
+    assert float(r["speedup_vs_torch_compile"]) == 5.0
+    assert float(r["speedup_vs_best_peer"]) == 5.0
+    assert float(r["fraction_of_copy"]) == 0.2
+    assert float(r["safety_cost"]) == 1.25
+    assert float(r["speedup_vs_torch_compile_min"]) == 9.0
+    assert float(r["fraction_of_copy_min"]) == 0.45  # the fastest copy by its minimum
+    assert float(r["safety_cost_min"]) == 1.25
+    table = run_mod.markdown_table(rows, {"date": "d", "cpu": "c", "cores": 2, "versions": "v"})
+    assert "| 5x (9x) | 5x (torch.compile) | 0.2 (0.45) | 1.25x (1.25x) |" in table
+
+
 def test_correctness_check_flags_wrong_output(run_mod):
     x = np.random.default_rng(0).standard_normal((2, 9, 4)).astype(np.float32)
     tol = run_mod.tolerance("float32")
