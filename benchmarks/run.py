@@ -20,6 +20,9 @@ How it measures:
 * Timing is interleaved: in each round every contender, in a rotated order, runs a few
   repeats while the others wait, so that a burst of load from other processes hits every
   contender alike. The CSV keeps the median and the minimum over all repeats.
+* The waiting workers are stopped (SIGSTOP) during another's turn, since an idle
+  runtime is not quiet (TVM's pool threads spin after each call), and each turn starts
+  with ``--warmup-ms`` of untimed calls (threads that slept take milliseconds to wake).
 * A contender whose output fails the check is still timed but flagged (``check=FAIL``);
   one that cannot run a case (e.g. torch eager has no float16 CPU kernel) gets a
   ``skip`` row with the reason.
@@ -34,11 +37,13 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import itertools
 import json
 import math
 import os
 import platform
 import select
+import signal
 import statistics
 import subprocess
 import sys
@@ -183,6 +188,17 @@ def _worker_main(key: str, threads: int, device: str) -> int:
             counts["tvm_threads"] = int(sys.modules["tvm"].runtime.num_threads())
         return counts
 
+    def warm_up(seconds: float) -> None:
+        """Untimed calls for ``seconds`` (at least two): a worker idles while the others
+        run, and on this VM the first calls after a second of idle take milliseconds
+        (threads asleep, vCPUs halted: torch's Tensor.copy_ at 2 threads took 7 and 4 ms
+        for its first two calls after 1 s idle, 0.011 ms from the fifth on)."""
+        end = time.perf_counter() + seconds
+        for i in itertools.count():
+            bench.call()
+            if i >= 1 and time.perf_counter() >= end:
+                return
+
     bench, case = None, {}
     for line in sys.stdin:
         req = json.loads(line)
@@ -226,8 +242,9 @@ def _worker_main(key: str, threads: int, device: str) -> int:
                 ref = np.load(req["reference"], mmap_mode="r")
                 err = max_rel_err(bench.result(), ref, case["dtype"])
                 del ref
+                warm_up(req["warmup_s"])
                 t0 = time.perf_counter()
-                bench.call()  # the check's call was the warm-up
+                bench.call()
                 call_s = time.perf_counter() - t0
                 number = max(1, math.ceil(req["min_repeat_s"] / max(call_s, 1e-9)))
                 if number > 1:  # fast: a second estimate over a batch, less noisy
@@ -238,6 +255,7 @@ def _worker_main(key: str, threads: int, device: str) -> int:
                     number = max(1, math.ceil(req["min_repeat_s"] / max(call_s, 1e-9)))
                 reply(ok=True, max_rel_err=err, call_s=call_s, number=number)
             elif cmd == "time":
+                warm_up(req["warmup_s"])
                 samples = []
                 for _ in range(req["repeats"]):
                     t0 = time.perf_counter()
@@ -322,6 +340,21 @@ class Worker:
         self.send(**req)
         return self.recv()
 
+    def pause(self) -> None:
+        """Stop the process (SIGSTOP) so that it uses no CPU while another is timed."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Continue a paused process (SIGCONT)."""
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
     def tail(self, lines: int = 3) -> str:
         try:
             text = self.log_path.read_text(errors="replace").strip().splitlines()
@@ -330,6 +363,7 @@ class Worker:
         return " | ".join(text[-lines:])[-400:]
 
     def close(self) -> None:
+        self.resume()
         try:
             if self.proc.poll() is None:
                 self.send(cmd="quit")
@@ -403,6 +437,22 @@ def _row(key, shape, dtype, target, threads, **kw) -> dict:
     return row
 
 
+def _take_turn(worker, workers, settle_s: float) -> None:
+    """Stop every other worker (SIGSTOP), let ``worker`` run, then pause ``settle_s``.
+
+    An idle worker is not quiet: TVM's pool threads spin (``sched_yield`` in a loop) for
+    a while after each parallel call, and under contention that spin lasts much longer.
+    On this 2-core VM, torch's ``Tensor.copy_`` at 2 threads then took 8 ms per call
+    instead of 0.011 ms whenever three TVM workers were alive. Stopped, the others use no
+    CPU at all, whatever their runtimes do; each resumes on its own turn.
+    """
+    for other in workers:
+        if other is not worker:
+            other.pause()
+    worker.resume()
+    time.sleep(settle_s)
+
+
 def run_case(workers, shape, dtype, threads, x_path, ref_path, args, target, log) -> list[dict]:
     """Prepare, check and time every worker on one (shape, dtype); return CSV rows."""
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -436,11 +486,13 @@ def run_case(workers, shape, dtype, threads, x_path, ref_path, args, target, log
     # 2. check and calibrate, one at a time
     info = {}
     for w, prep in prepared:
+        _take_turn(w, workers, args.settle_ms / 1e3)
         try:
             rep = w.request(
                 cmd="calibrate",
                 reference=str(x_path if w.key.startswith("copy") else ref_path),
                 min_repeat_s=args.min_repeat_ms / 1e3,
+                warmup_s=args.warmup_ms / 1e3,
             )
         except (TimeoutError, RuntimeError) as err:
             fail(w, str(err))
@@ -478,11 +530,15 @@ def run_case(workers, shape, dtype, threads, x_path, ref_path, args, target, log
                 if need <= 0:
                     continue
                 reps = math.ceil(need / (rounds - r))
-                # let the previous worker's thread pool stop spinning before the next starts
-                time.sleep(args.settle_ms / 1e3)
+                _take_turn(w, workers, args.settle_ms / 1e3)
                 inf = info[w.key]
                 try:
-                    rep = w.request(cmd="time", repeats=reps, number=inf["number"])
+                    rep = w.request(
+                        cmd="time",
+                        repeats=reps,
+                        number=inf["number"],
+                        warmup_s=args.warmup_ms / 1e3,
+                    )
                 except (TimeoutError, RuntimeError) as err:
                     fail(w, str(err))
                     samples.pop(w.key)
@@ -514,6 +570,7 @@ def run_case(workers, shape, dtype, threads, x_path, ref_path, args, target, log
                 note=note,
             )
     for w in workers:
+        w.resume()  # paused by the last turn
         if w.proc.poll() is None:
             try:
                 w.request(cmd="release")
@@ -825,7 +882,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-s", type=float, default=None, help="seconds per contender and case")
     p.add_argument("--min-repeat-ms", type=float, default=None, help="shortest repeat")
     p.add_argument(
-        "--settle-ms", type=float, default=10.0, help="pause between two workers' repeats"
+        "--warmup-ms",
+        type=float,
+        default=10.0,
+        help="untimed calls (at least two) before each worker's check and each of its turns",
+    )
+    p.add_argument(
+        "--settle-ms",
+        type=float,
+        default=10.0,
+        help="least pause between two workers' repeats (then until the last one is idle)",
     )
     p.add_argument("--size", type=int, default=5)
     p.add_argument("--alpha", type=float, default=1e-4)

@@ -129,3 +129,25 @@ def test_floor_profile_tiny_case(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["contender"] for r in rows] == ["copy_tvm", "power_only", "tvm_lrn_unsafe", "tvm_lrn"]
     assert all(float(r["median_ms"]) > 0 and r["threads"] == "1" for r in rows)
+
+
+def test_a_waiting_worker_is_stopped(run_mod, tmp_path):
+    """During another worker's turn a worker is stopped (uses no CPU), and runs again on
+    its own turn."""
+    psutil = pytest.importorskip("psutil")
+    workers = [run_mod.Worker(k, 1, "cpu", tmp_path, 120) for k in ("copy_numpy", "copy_tvm")]
+    try:
+        for w in workers:
+            assert w.recv(timeout=120)["ready"]
+        procs = [psutil.Process(w.proc.pid) for w in workers]
+        for turn in (0, 1, 0):
+            run_mod._take_turn(workers[turn], workers, 0.0)
+            assert procs[turn].status() != psutil.STATUS_STOPPED
+            assert procs[1 - turn].status() == psutil.STATUS_STOPPED
+        # the running worker still answers; the stopped one answers once resumed
+        assert workers[0].request(cmd="release")["ok"]
+        workers[1].resume()
+        assert workers[1].request(cmd="release")["ok"]
+    finally:
+        for w in workers:
+            w.close()
