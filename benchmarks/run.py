@@ -190,9 +190,9 @@ def _worker_main(key: str, threads: int, device: str) -> int:
 
     def warm_up(seconds: float) -> None:
         """Untimed calls for ``seconds`` (at least two): a worker idles while the others
-        run, and on this VM the first calls after a second of idle take milliseconds
-        (threads asleep, vCPUs halted: torch's Tensor.copy_ at 2 threads took 7 and 4 ms
-        for its first two calls after 1 s idle, 0.011 ms from the fifth on)."""
+        run, and on this VM the first calls after an idle second are slow (torch's
+        Tensor.copy_ at 2 threads took 7 and 4 ms for its first two calls after 1 s
+        idle, 0.011 ms from the fifth on)."""
         end = time.perf_counter() + seconds
         for i in itertools.count():
             bench.call()
@@ -441,10 +441,10 @@ def _take_turn(worker, workers, settle_s: float) -> None:
     """Stop every other worker (SIGSTOP), let ``worker`` run, then pause ``settle_s``.
 
     An idle worker is not quiet: TVM's pool threads spin (``sched_yield`` in a loop) for
-    a while after each parallel call, and under contention that spin lasts much longer.
-    On this 2-core VM, torch's ``Tensor.copy_`` at 2 threads then took 8 ms per call
-    instead of 0.011 ms whenever three TVM workers were alive. Stopped, the others use no
-    CPU at all, whatever their runtimes do; each resumes on its own turn.
+    a while after each parallel call. On this 2-core VM, ``top`` showed three idle TVM
+    workers using 25 to 50 % of a core each during another worker's turn, and torch's
+    ``Tensor.copy_`` at 2 threads took 8 ms per call instead of 0.011 ms. Stopped, the
+    others use no CPU at all, whatever their runtimes do; each resumes on its own turn.
     """
     for other in workers:
         if other is not worker:
@@ -684,8 +684,8 @@ RATIO_COLUMNS = (
     "fraction_of_copy",
     "safety_cost",
     "tuned_speedup",
-    # the same ratios from the minimum times: the noise of a shared machine only adds
-    # time, so these are the estimates least disturbed by it
+    # the same ratios from the minimum times (noise only adds time, but one lucky repeat
+    # decides a minimum: neither statistic is steady on a shared machine)
     "speedup_vs_torch_compile_min",
     "fraction_of_copy_min",
     "safety_cost_min",
@@ -891,7 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--settle-ms",
         type=float,
         default=10.0,
-        help="least pause between two workers' repeats (then until the last one is idle)",
+        help="pause between stopping the other workers and a worker's turn",
     )
     p.add_argument("--size", type=int, default=5)
     p.add_argument("--alpha", type=float, default=1e-4)
