@@ -442,7 +442,7 @@ def _take_turn(worker, workers, settle_s: float) -> None:
 
     An idle worker is not quiet: TVM's pool threads spin (``sched_yield`` in a loop) for
     a while after each parallel call. On this 2-core VM, ``top`` showed three idle TVM
-    workers using 25 to 50 % of a core each during another worker's turn, and torch's
+    workers using about 20 to 55 % of a core each during another worker's turn, and torch's
     ``Tensor.copy_`` at 2 threads took 8 ms per call instead of 0.011 ms. Stopped, the
     others use no CPU at all, whatever their runtimes do; each resumes on its own turn.
     """
