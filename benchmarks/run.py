@@ -717,9 +717,6 @@ def ratios(rows: list[dict]) -> list[dict]:
             best = min(peer_t, key=peer_t.get)
             row["best_peer"] = best
             row["speedup_vs_best_peer"] = f"{peer_t[best] / ours:.3g}"
-        copy_t = {k: v for k, v in t.items() if k in copies}
-        if copy_t:
-            row["best_copy"] = min(copy_t, key=copy_t.get)
         if "tvm_lrn_tuned" in t:
             row["tuned_speedup"] = f"{ours / t['tvm_lrn_tuned']:.3g}"
         for suffix, times in (("", t), ("_min", minimum.get(case, {}))):
@@ -728,9 +725,12 @@ def ratios(rows: list[dict]) -> list[dict]:
                 continue
             if "torch_compile" in times:
                 row["speedup_vs_torch_compile" + suffix] = f"{times['torch_compile'] / ours:.3g}"
-            copy_t = [v for k, v in times.items() if k in copies]
+            copy_t = {k: v for k, v in times.items() if k in copies}
             if copy_t:
-                row["fraction_of_copy" + suffix] = f"{min(copy_t) / ours:.3g}"
+                best = min(copy_t, key=copy_t.get)
+                row["fraction_of_copy" + suffix] = f"{copy_t[best] / ours:.3g}"
+                if not suffix:  # the copy the median ratios are taken against
+                    row["best_copy"] = best
             if "tvm_lrn_unsafe" in times:
                 row["safety_cost" + suffix] = f"{ours / times['tvm_lrn_unsafe']:.3g}"
         out.append(row)
