@@ -87,8 +87,8 @@ def measure(shape, threads: int, repeat: int) -> list[dict]:
         if op == "lrn":
             func = schedule_primfunc(func, target)
         mod = tvm.compile(func.with_attr("global_symbol", "main"), target=target).mod
-        xt = tvm.runtime.tensor(x.reshape(io_shape))
-        yt = tvm.runtime.empty(io_shape, "float32")
+        xa, ya = c.host_buffers(x.reshape(io_shape))  # backed like the suite's buffers
+        xt, yt = tvm.runtime.from_dlpack(xa), tvm.runtime.from_dlpack(ya)
         timer = mod.time_evaluator("main", tvm.cpu(), number=10, repeat=repeat)
         res = timer(xt, yt)
         median, best = float(np.median(res.results)), float(min(res.results))

@@ -88,6 +88,9 @@ COLUMNS = (
     "version",
     "check",
     "repeats",
+    # a contender with a paired operator (tvm_lrn_unsafe): the median over repeats of
+    # (paired operator's time / this one's), both timed alternately in its worker
+    "paired_ratio",
     "note",
 )
 
@@ -196,8 +199,17 @@ def _worker_main(key: str, threads: int, device: str) -> int:
         end = time.perf_counter() + seconds
         for i in itertools.count():
             bench.call()
+            if bench.paired is not None:
+                bench.paired()
             if i >= 1 and time.perf_counter() >= end:
                 return
+
+    def batch(call, number: int) -> float:
+        """Seconds per call of ``number`` calls in a row."""
+        t0 = time.perf_counter()
+        for _ in range(number):
+            call()
+        return (time.perf_counter() - t0) / number
 
     bench, case = None, {}
     for line in sys.stdin:
@@ -241,6 +253,9 @@ def _worker_main(key: str, threads: int, device: str) -> int:
                     continue
                 ref = np.load(req["reference"], mmap_mode="r")
                 err = max_rel_err(bench.result(), ref, case["dtype"])
+                if bench.paired is not None:
+                    bench.paired()
+                    err = max(err, max_rel_err(bench.paired_result(), ref, case["dtype"]))
                 del ref
                 warm_up(req["warmup_s"])
                 t0 = time.perf_counter()
@@ -248,21 +263,24 @@ def _worker_main(key: str, threads: int, device: str) -> int:
                 call_s = time.perf_counter() - t0
                 number = max(1, math.ceil(req["min_repeat_s"] / max(call_s, 1e-9)))
                 if number > 1:  # fast: a second estimate over a batch, less noisy
-                    t0 = time.perf_counter()
-                    for _ in range(number):
-                        bench.call()
-                    call_s = (time.perf_counter() - t0) / number
+                    call_s = batch(bench.call, number)
                     number = max(1, math.ceil(req["min_repeat_s"] / max(call_s, 1e-9)))
                 reply(ok=True, max_rel_err=err, call_s=call_s, number=number)
             elif cmd == "time":
                 warm_up(req["warmup_s"])
-                samples = []
-                for _ in range(req["repeats"]):
-                    t0 = time.perf_counter()
-                    for _ in range(req["number"]):
-                        bench.call()
-                    samples.append((time.perf_counter() - t0) / req["number"])
-                reply(ok=True, samples=samples)
+                samples, paired = [], []
+                for i in range(req["repeats"]):
+                    if bench.paired is None:
+                        samples.append(batch(bench.call, req["number"]))
+                        continue
+                    # the paired operator's repeat goes before this one's, then after
+                    if i % 2:
+                        samples.append(batch(bench.call, req["number"]))
+                        paired.append(batch(bench.paired, req["number"]))
+                    else:
+                        paired.append(batch(bench.paired, req["number"]))
+                        samples.append(batch(bench.call, req["number"]))
+                reply(ok=True, samples=samples, paired=paired)
             else:
                 reply(ok=False, error=f"unknown command {cmd!r}")
         except Exception as err:  # noqa: BLE001  (report, keep serving)
@@ -521,6 +539,7 @@ def run_case(workers, shape, dtype, threads, x_path, ref_path, args, target, log
             # a slow call (one per repeat) was timed after a warm-up call: keep that sample
             slow = inf["number"] == 1 and inf["call_s"] >= args.slow_s
             samples[w.key] = [inf["call_s"]] if slow else []
+        paired: dict[str, list[float]] = {}
         for r in range(rounds):
             order = live[r % len(live) :] + live[: r % len(live)]
             for w in order:
@@ -548,6 +567,10 @@ def run_case(workers, shape, dtype, threads, x_path, ref_path, args, target, log
                     samples.pop(w.key)
                     continue
                 samples[w.key].extend(rep["samples"])
+                if rep["paired"]:
+                    paired.setdefault(w.key, []).extend(
+                        p / own for p, own in zip(rep["paired"], rep["samples"], strict=True)
+                    )
         for key, secs in samples.items():
             inf = info[key]
             med, low = statistics.median(secs), min(secs)
@@ -567,6 +590,7 @@ def run_case(workers, shape, dtype, threads, x_path, ref_path, args, target, log
                 version=inf.get("version", ""),
                 check=inf["check"],
                 repeats=len(secs),
+                paired_ratio=f"{statistics.median(paired[key]):.4g}" if paired.get(key) else "",
                 note=note,
             )
     for w in workers:
@@ -683,6 +707,9 @@ RATIO_COLUMNS = (
     "best_copy",
     "fraction_of_copy",
     "safety_cost",
+    # tvm_lrn's kernel and its fast path alone, timed alternately in one process on the
+    # same buffers: the safety cost without the difference between two processes
+    "safety_cost_paired",
     "tuned_speedup",
     # the same ratios from the minimum times (noise only adds time, but one lucky repeat
     # decides a minimum: neither statistic is steady on a shared machine)
@@ -696,17 +723,26 @@ def ratios(rows: list[dict]) -> list[dict]:
     """Per case: tvm_lrn vs torch.compile and the best peer (speedup, >1 = tvm_lrn faster),
     the fraction of the copy roofline (copy time / tvm_lrn time), the cost of the safety
     (tvm_lrn time / unguarded fast-path time) and the tuned database's speedup, from the
-    median times; the first three of them also from the minimum times (``*_min``)."""
+    median times; the first three of them also from the minimum times (``*_min``); and the
+    safety cost measured in one process (``safety_cost_paired``, from the unguarded
+    contender's ``paired_ratio``)."""
     sys.path.insert(0, str(HERE))
     from contenders import CONTENDERS, peer_keys
 
     peers = set(peer_keys())
     copies = {k for k, c in CONTENDERS.items() if c.op == "copy"}
     minimum = _timed(rows, "min_ms")
+    paired = {
+        (r["shape"], r["dtype"], int(r["threads"])): r["paired_ratio"]
+        for r in rows
+        if r["contender"] == "tvm_lrn_unsafe" and r["check"] == "ok" and r.get("paired_ratio")
+    }
     out = []
     for case, t in _timed(rows).items():
         row = dict.fromkeys(RATIO_COLUMNS, "")
         row.update(shape=case[0], dtype=case[1], threads=case[2])
+        if case in paired:
+            row["safety_cost_paired"] = f"{float(paired[case]):.3g}"
         ours = t.get("tvm_lrn")
         if not ours:
             out.append(row)
@@ -769,7 +805,9 @@ def markdown_table(rows: list[dict], meta: dict) -> str:
         "speedups of tvm_lrn (>1 = tvm_lrn faster), *of copy* is the fraction of the copy "
         "roofline tvm_lrn reaches (copy time / tvm_lrn time, best of the copies), "
         "*safety cost* is tvm_lrn time / time of its fast path alone "
-        "(no check, no guard, no fallback).",
+        "(no check, no guard, no fallback), both kernels timed alternately in one process "
+        "on the same buffers (the median over repeats of their ratio; the ratios of their "
+        "times in two processes are in the ratios CSV).",
         "",
     ]
     for threads in sorted({int(r["threads"]) for r in rows}):
@@ -810,6 +848,9 @@ def markdown_table(rows: list[dict], meta: dict) -> str:
                 if col == "speedup_vs_best_peer" and v:
                     v = f"{v}x ({CONTENDERS[rr['best_peer']].label})"
                     cells.append(v)
+                    continue
+                if col == "safety_cost" and rr.get("safety_cost_paired"):
+                    cells.append(fmt.format(rr["safety_cost_paired"]))
                     continue
                 low = rr.get(col + "_min", "")
                 cells.append(
