@@ -972,7 +972,7 @@ def main(argv=None) -> int:
     defaults = (
         dict(rounds=2, repeats=2, budget_s=0.3, min_repeat_ms=5.0, min_samples=2)
         if quick
-        else dict(rounds=5, repeats=3, budget_s=1.5, min_repeat_ms=20.0, min_samples=3)
+        else dict(rounds=10, repeats=3, budget_s=1.5, min_repeat_ms=20.0, min_samples=3)
     )
     for name, value in defaults.items():
         if getattr(args, name) is None:
