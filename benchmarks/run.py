@@ -3,7 +3,7 @@
 
 One command regenerates everything::
 
-    python benchmarks/run.py                 # full suite (~15 min on 2 cores), CSV + PNG + README
+    python benchmarks/run.py                 # full suite (~21 min on 2 cores), CSV + PNG + README
     python benchmarks/run.py --quick         # smoke run: N=1 shapes, fewer repeats
     python benchmarks/run.py --threads 2 --shapes 1x96x55x55,8x96x224x224 --dtypes float32
     python benchmarks/run.py --contenders tvm_lrn,torch_compile,copy_numpy
