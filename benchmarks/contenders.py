@@ -178,12 +178,13 @@ def _torch_input(x: np.ndarray, threads: int, device: str):
 
 
 def _torch_buffers(x: np.ndarray, threads: int, device: str):
-    """Input and preallocated output as torch tensors: :func:`host_buffers` on the CPU."""
+    """Input and preallocated output as torch tensors: :func:`host_buffers` on the CPU,
+    device memory otherwise."""
     torch = _torch(threads)
-    xa, ya = host_buffers(x)
     if device == "cpu":
+        xa, ya = host_buffers(x)
         return torch.from_numpy(xa), torch.from_numpy(ya)
-    xt = torch.from_numpy(xa).to(device)
+    xt = _torch_input(x, threads, device)
     return xt, torch.empty_like(xt)
 
 
@@ -213,14 +214,8 @@ def _tvm_tensors(x: np.ndarray, device: str):
         # borrowed, not copied: tvm.runtime.tensor would copy into TVM's own allocation
         xa, ya = host_buffers(x)
         return tvm.runtime.from_dlpack(xa), tvm.runtime.from_dlpack(ya), ya.copy
-    torch = _torch(0)
-    xs = torch.from_numpy(aligned_copy(x)).to(device)
-    ys = torch.empty_like(xs)
-    return (
-        tvm.runtime.from_dlpack(xs),
-        tvm.runtime.from_dlpack(ys),
-        lambda: _to_numpy(ys),
-    )
+    xs, ys = _torch_buffers(x, 0, device)
+    return tvm.runtime.from_dlpack(xs), tvm.runtime.from_dlpack(ys), lambda: _to_numpy(ys)
 
 
 def _compile_kernel(func, device: str):
