@@ -16,7 +16,8 @@ channels-last) and checks every output against the exact reference with
 (``tvm_lrn.strategy.gpu.set_precise_cuda_math``).
 
 Part 2 times LRN on tensors of 64 MiB and more against torch eager and torch.compile
-(CUDA events, median of repeats), prints a table and writes a CSV.
+(``tvm_lrn.timing.measure`` with CUDA events, median of repeats), prints a table and
+writes a CSV.
 
 Exit status: 0 when every contract case passed, 1 when one failed, 2 when no CUDA GPU
 (or no CUDA-enabled torch) is available.
@@ -40,7 +41,8 @@ sys.path.insert(0, ROOT)
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
-def _cuda_or_exit():
+def cuda_or_exit():
+    """The torch module, if it sees a CUDA GPU; otherwise exit with status 2."""
     try:
         import torch
     except ImportError:
@@ -170,6 +172,7 @@ def run_contract(torch, device, label, dtypes=DTYPES):
 
     import tvm_lrn
     from tvm_lrn import reference
+    from tvm_lrn.errors import first_line
     from tvm_lrn.spec import canonicalize
 
     rng = np.random.default_rng(20240601)
@@ -196,13 +199,10 @@ def run_contract(torch, device, label, dtypes=DTYPES):
             status, detail = "ok", f"{worst:.3f} ulp"
         except AssertionError as err:
             failures += 1
-            status, detail = "FAIL", str(err).splitlines()[0][:100]
+            status, detail = "FAIL", first_line(err, limit=100)
         except Exception as err:  # noqa: BLE001  (report and go on with the other cases)
             failures += 1
-            status, detail = (
-                "ERROR",
-                f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:90]}",
-            )
+            status, detail = "ERROR", f"{type(err).__name__}: {first_line(err, limit=90)}"
             traceback.print_exc(limit=3)
         rows.append((label, name, status, detail, time.perf_counter() - t0))
         print(f"  [{label}] {name:40s} {status:5s} {detail}")
@@ -210,22 +210,6 @@ def run_contract(torch, device, label, dtypes=DTYPES):
 
 
 # ------------------------------------------------------------------ timing
-
-
-def _time_cuda(torch, fn, repeats, warmup=3):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) * 1e-3)
-    times.sort()
-    return times[len(times) // 2]
 
 
 TIMING_SHAPES = [
@@ -237,54 +221,65 @@ TIMING_SHAPES = [
 ]
 
 
-def run_timing(torch, device, repeats, csv_path):
+#: The columns of the timing table and CSV.
+TIMING_NAMES = ("tvm_lrn", "torch_eager", "torch_compile")
+TIMING_COLUMNS = ["dtype", "shape", "MiB"]
+TIMING_COLUMNS += [f"{name}_{unit}" for name in TIMING_NAMES for unit in ("ms", "GBps")]
+TIMING_COLUMNS += ["max_rel_diff_vs_torch"]
+
+
+def _timing_row(torch, compiled, x, repeats) -> dict:
+    """The times of tvm_lrn, torch eager and torch.compile on ``x``, and how far torch's
+    output is from ours."""
     import torch.nn.functional as F
 
     import tvm_lrn
+    from tvm_lrn.errors import first_line
+    from tvm_lrn.timing import cuda_event_clock, measure
 
     size, alpha, beta, k = 5, 1e-4, 0.75, 2.0
+    nbytes = x.numel() * x.element_size()
+    dtype = str(x.dtype).removeprefix("torch.")
+    row = {"dtype": dtype, "shape": "x".join(map(str, x.shape)), "MiB": nbytes / 2**20}
+    calls = {
+        "tvm_lrn": lambda: tvm_lrn.run(
+            x, size=size, alpha=alpha, beta=beta, bias=k, axis=1, target="cuda"
+        ),
+        "torch_eager": lambda: F.local_response_norm(x, size, alpha, beta, k),
+        "torch_compile": lambda: compiled(x, size, alpha, beta, k),
+    }
+    for name, fn in calls.items():
+        try:
+            sec = measure(fn, repeat=repeats, warmup=3, clock=cuda_event_clock()).median
+            row[f"{name}_ms"] = sec * 1e3
+            row[f"{name}_GBps"] = 2 * nbytes / sec / 1e9  # read x, write y
+        except Exception as err:  # noqa: BLE001
+            row[f"{name}_ms"] = float("nan")
+            row[f"{name}_GBps"] = float("nan")
+            print(f"  {name} {dtype} failed: {type(err).__name__}: {first_line(err, limit=120)}")
+    # torch computes in the input dtype (unsafe); report how far it is from ours
+    try:
+        ref = calls["tvm_lrn"]().float()
+        row["max_rel_diff_vs_torch"] = float(
+            ((calls["torch_eager"]().float() - ref).abs() / ref.abs().clamp_min(1e-30)).max()
+        )
+    except Exception:  # noqa: BLE001
+        row["max_rel_diff_vs_torch"] = float("nan")
+    return row
+
+
+def run_timing(torch, device, repeats, csv_path):
+    """Time every :data:`TIMING_SHAPES` case, print the table and write the CSV."""
+    import torch.nn.functional as F
+
     compiled = torch.compile(F.local_response_norm)
     results = []
     for dtype, shape in TIMING_SHAPES:
-        tdtype = getattr(torch, dtype)
-        x = torch.randn(shape, device=device, dtype=torch.float32).to(tdtype)
-        nbytes = x.numel() * x.element_size()
-        row = {"dtype": dtype, "shape": "x".join(map(str, shape)), "MiB": nbytes / 2**20}
-
-        def ours(x=x):
-            return tvm_lrn.run(x, size=size, alpha=alpha, beta=beta, bias=k, axis=1, target="cuda")
-
-        def eager(x=x):
-            return F.local_response_norm(x, size, alpha, beta, k)
-
-        def comp(x=x):
-            return compiled(x, size, alpha, beta, k)
-
-        for name, fn in (("tvm_lrn", ours), ("torch_eager", eager), ("torch_compile", comp)):
-            try:
-                sec = _time_cuda(torch, fn, repeats)
-                row[f"{name}_ms"] = sec * 1e3
-                row[f"{name}_GBps"] = 2 * nbytes / sec / 1e9  # read x, write y
-            except Exception as err:  # noqa: BLE001
-                row[f"{name}_ms"] = float("nan")
-                row[f"{name}_GBps"] = float("nan")
-                print(f"  {name} {dtype} failed: {type(err).__name__}: {str(err)[:120]}")
-        # torch computes in the input dtype (unsafe); report how far it is from ours
-        try:
-            ref = ours().float()
-            row["max_rel_diff_vs_torch"] = float(
-                ((eager().float() - ref).abs() / ref.abs().clamp_min(1e-30)).max()
-            )
-        except Exception:  # noqa: BLE001
-            row["max_rel_diff_vs_torch"] = float("nan")
-        results.append(row)
+        x = torch.randn(shape, device=device, dtype=torch.float32).to(getattr(torch, dtype))
+        results.append(_timing_row(torch, compiled, x, repeats))
         del x
         torch.cuda.empty_cache()
-
-    cols = ["dtype", "shape", "MiB"]
-    for name in ("tvm_lrn", "torch_eager", "torch_compile"):
-        cols += [f"{name}_ms", f"{name}_GBps"]
-    cols.append("max_rel_diff_vs_torch")
+    cols = TIMING_COLUMNS
     print()
     print(" | ".join(f"{c:>14s}" for c in cols))
     for row in results:
@@ -316,7 +311,7 @@ def main(argv=None) -> int:
     parser.add_argument("--csv", default=os.path.join(ROOT, "benchmarks", f"gpu_check_{stamp}.csv"))
     args = parser.parse_args(argv)
 
-    torch = _cuda_or_exit()
+    torch = cuda_or_exit()
     import tvm
 
     import tvm_lrn

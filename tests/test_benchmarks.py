@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
+import importlib
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +17,14 @@ BENCH = ROOT / "benchmarks"
 
 
 @pytest.fixture(scope="module")
-def run_mod():
+def bench():
+    """The benchmark's modules (benchmarks/ is a folder of scripts, not a package)."""
     sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    names = ("run", "report", "cases", "worker", "scheduler")
+    return types.SimpleNamespace(**{n: importlib.import_module(n) for n in names})
 
 
-def test_driver_tiny_case(run_mod, tmp_path):
+def test_driver_tiny_case(bench, tmp_path):
     out = tmp_path / "cpu.csv"
     argv = [
         "--threads", "1",
@@ -41,11 +41,11 @@ def test_driver_tiny_case(run_mod, tmp_path):
         "--no-plot",
         "--no-readme",
     ]  # fmt: skip
-    assert run_mod.main(argv) == 0
+    assert bench.run.main(argv) == 0
     with open(out, newline="") as fh:
         reader = csv.DictReader(fh)
         rows = list(reader)
-    assert tuple(reader.fieldnames) == run_mod.COLUMNS
+    assert tuple(reader.fieldnames) == bench.report.COLUMNS
     for col in ("op", "contender", "shape", "dtype", "target", "threads", "median_ms",
                 "min_ms", "gbps", "max_rel_err", "version"):  # fmt: skip
         assert col in reader.fieldnames
@@ -60,18 +60,20 @@ def test_driver_tiny_case(run_mod, tmp_path):
         assert r["target"].startswith("cpu")
         assert float(r["min_ms"]) > 0 and float(r["median_ms"]) >= float(r["min_ms"])
         assert float(r["gbps"]) > 0 and int(r["repeats"]) == 1
-        assert 0 <= float(r["max_rel_err"]) <= run_mod.tolerance("float32")
+        assert 0 <= float(r["max_rel_err"]) <= bench.cases.tolerance("float32")
         assert r["version"]
-    ratios = run_mod.ratios(rows)
+    ratios = bench.report.ratios(rows)
     assert len(ratios) == 1 and float(ratios[0]["speedup_vs_best_peer"]) > 0
     assert float(ratios[0]["safety_cost_paired"]) == pytest.approx(
         float(paired["tvm_lrn_unsafe"]), rel=1e-2
     )
-    table = run_mod.markdown_table(rows, {"date": "d", "cpu": "c", "cores": 1, "versions": "v"})
+    table = bench.report.markdown_table(
+        rows, {"date": "d", "cpu": "c", "cores": 1, "versions": "v"}
+    )
     assert "| 1x7x3x5 | float32 |" in table
 
 
-def test_ratios_from_medians_and_minimums(run_mod):
+def test_ratios_from_medians_and_minimums(bench):
     """Each ratio from the medians, and the target ratios again from the minimums."""
 
     def row(contender, median, low):
@@ -87,7 +89,7 @@ def test_ratios_from_medians_and_minimums(run_mod):
         row("copy_tvm", 0.4, 0.5),
         dict(row("onnxruntime", 1.0, 1.0), check="FAIL"),  # a failed check is no peer
     ]
-    (r,) = run_mod.ratios(rows)
+    (r,) = bench.report.ratios(rows)
     assert (r["best_peer"], r["best_copy"]) == ("torch_compile", "copy_tvm")
     assert float(r["speedup_vs_torch_compile"]) == 5.0
     assert float(r["speedup_vs_best_peer"]) == 5.0
@@ -97,29 +99,34 @@ def test_ratios_from_medians_and_minimums(run_mod):
     assert float(r["fraction_of_copy_min"]) == 0.45  # the fastest copy by its minimum
     assert float(r["safety_cost_min"]) == 1.25
     assert float(r["safety_cost_paired"]) == 1.04
-    table = run_mod.markdown_table(rows, {"date": "d", "cpu": "c", "cores": 2, "versions": "v"})
+    table = bench.report.markdown_table(
+        rows, {"date": "d", "cpu": "c", "cores": 2, "versions": "v"}
+    )
     # the README's safety cost is the one-process measurement where there is one
     assert "| 5x (9x) | 5x (torch.compile) | 0.2 (0.45) | 1.04x |" in table
     del rows[1]["paired_ratio"]  # a CSV from before the paired measurement
-    table = run_mod.markdown_table(rows, {"date": "d", "cpu": "c", "cores": 2, "versions": "v"})
+    table = bench.report.markdown_table(
+        rows, {"date": "d", "cpu": "c", "cores": 2, "versions": "v"}
+    )
     assert "| 5x (9x) | 5x (torch.compile) | 0.2 (0.45) | 1.25x (1.25x) |" in table
 
 
-def test_correctness_check_flags_wrong_output(run_mod):
+def test_correctness_check_flags_wrong_output(bench):
     x = np.random.default_rng(0).standard_normal((2, 9, 4)).astype(np.float32)
-    tol = run_mod.tolerance("float32")
-    assert run_mod.max_rel_err(x, x.astype(np.float64), "float32") == 0
-    assert run_mod.max_rel_err(x * (1 + 1e-3), x.astype(np.float64), "float32") > tol
+    tol = bench.cases.tolerance("float32")
+    assert bench.cases.max_rel_err(x, x.astype(np.float64), "float32") == 0
+    assert bench.cases.max_rel_err(x * (1 + 1e-3), x.astype(np.float64), "float32") > tol
     bad = x.copy()
     bad[0, 3, 1] = np.nan
-    assert run_mod.max_rel_err(bad, x.astype(np.float64), "float32") == np.inf
-    assert run_mod.max_rel_err(x[:1], x.astype(np.float64), "float32") == np.inf
+    assert bench.cases.max_rel_err(bad, x.astype(np.float64), "float32") == np.inf
+    assert bench.cases.max_rel_err(x[:1], x.astype(np.float64), "float32") == np.inf
 
 
-def test_readme_markers(run_mod, tmp_path):
+def test_readme_markers(bench, tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{run_mod.README_BEGIN}\nold\n{run_mod.README_END}\noutro\n")
-    run_mod.update_readme("new table\n", readme)
+    begin, end = bench.report.README_BEGIN, bench.report.README_END
+    readme.write_text(f"intro\n{begin}\nold\n{end}\noutro\n")
+    bench.report.update_readme("new table\n", readme)
     text = readme.read_text()
     assert "old" not in text and "new table" in text
     assert text.startswith("intro\n") and text.endswith("outro\n")
@@ -144,11 +151,11 @@ def test_floor_profile_tiny_case(tmp_path):
     assert all(float(r["median_ms"]) > 0 and r["threads"] == "1" for r in rows)
 
 
-def test_a_waiting_worker_is_stopped(run_mod, tmp_path):
+def test_a_waiting_worker_is_stopped(bench, tmp_path):
     """During another worker's turn a worker is stopped (uses no CPU), and runs again on
     its own turn."""
     psutil = pytest.importorskip("psutil")
-    workers = [run_mod.Worker(k, 1, "cpu", tmp_path, 120) for k in ("copy_numpy", "copy_tvm")]
+    workers = [bench.worker.Worker(k, 1, "cpu", tmp_path, 120) for k in ("copy_numpy", "copy_tvm")]
     try:
         for w in workers:
             assert w.recv(timeout=120)["ready"]
@@ -165,7 +172,7 @@ def test_a_waiting_worker_is_stopped(run_mod, tmp_path):
             return True
 
         for turn in (0, 1, 0):
-            run_mod._take_turn(workers[turn], workers, 0.0)
+            bench.scheduler.take_turn(workers[turn], workers, 0.0)
             assert becomes(procs[turn], stopped=False)
             assert becomes(procs[1 - turn], stopped=True)
         # the running worker still answers; the stopped one answers once resumed

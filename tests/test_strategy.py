@@ -20,10 +20,9 @@ from tvm.target import Target
 
 from tvm_lrn import compute, reference
 from tvm_lrn.eager import lrn_primfunc
+from tvm_lrn.lower import TIR_PIPELINE, cuda_math, lower_plane_tasks
 from tvm_lrn.spec import canonicalize
-from tvm_lrn.strategy import CPULRN, GPULRN, is_lrn_primfunc, schedule_primfunc
-from tvm_lrn.strategy import cpu as cpu_strategy
-from tvm_lrn.strategy import gpu as gpu_strategy
+from tvm_lrn.strategy import CPULRN, GPULRN, cpu_planes, is_lrn_primfunc, schedule_primfunc
 from tvm_lrn.strategy.common import walk
 from tvm_lrn.strategy.cpu import choose_tile, vector_bits
 
@@ -82,8 +81,18 @@ def loop_kinds(func):
     return kinds
 
 
-def run_cpu(func, x, target=HOST):
-    ex = tvm.compile(func, target=target)
+def build(func, target, pipeline=TIR_PIPELINE):
+    """Compile a scheduled PrimFunc as tvm_lrn builds its kernels."""
+    return tvm.compile(func, target=target, tir_pipeline=pipeline)
+
+
+def lowered(func, target):
+    """The CPU schedule of ``func`` with its task rewrite (LowerPlaneTasks) applied."""
+    return lower_plane_tasks(schedule_primfunc(func, target))
+
+
+def run_cpu(func, x, target=HOST, pipeline=TIR_PIPELINE):
+    ex = build(func, target, pipeline)
     out = tvm.runtime.empty(x.shape, str(x.dtype), tvm.cpu())
     ex(tvm.runtime.tensor(x), out)
     return ex, out.numpy()
@@ -200,8 +209,8 @@ def test_cpu_plane_schedule_chunks_large_planes(form):
     else:
         assert not any(name.startswith("lrn_range") for name in loops)
     # each vector step computes a run of channels, unrolled
-    run = cpu_strategy.channel_run(channels)
-    assert run == min(channels, cpu_strategy.PLANE_RUN)
+    run = cpu_planes.channel_run(channels)
+    assert run == min(channels, cpu_planes.PLANE_RUN)
     assert loops["lrn"] == [
         (tirx.ForKind.PARALLEL, tasks),
         (tirx.ForKind.SERIAL, channels // run),
@@ -249,7 +258,7 @@ def test_cpu_plane_schedule_prefetches(shape, dtype, ahead, form):
     guarded form's fallback prefetches too, the checked form's redo of a task does not
     (its fast pass has just read the task)."""
     params = canonicalize(5, ndim=4)
-    func = schedule_primfunc(make(shape, dtype, params, True, form), SKX)
+    func = lowered(make(shape, dtype, params, True, form), SKX)
     steps = []  # the output's vector loops
 
     def visit(node):
@@ -266,7 +275,7 @@ def test_cpu_plane_schedule_prefetches(shape, dtype, ahead, form):
     step = [("x", 0)] if ahead else []
     prefetching = len(steps) if form == "guarded" else len(steps) // 2
     assert prefetches(func) == (step + [("lrn", 1)]) * prefetching
-    asm = tvm.compile(func, target=SKX).mod.inspect_source("asm")
+    asm = build(func, SKX).mod.inspect_source("asm")
     assert ("prefetcht0" in asm) == ahead and "prefetchw" in asm
 
 
@@ -288,7 +297,7 @@ def test_cpu_guard_branch_once_per_task(dtype):
     outputs into separate branches, which reload their windows. Each branch holds the
     runs of one path only."""
     params = canonicalize(5, ndim=4)
-    func = schedule_primfunc(make((2, 64, 9, 11), dtype, params, True, "guarded"), SKX)
+    func = lowered(make((2, 64, 9, 11), dtype, params, True, "guarded"), SKX)
     task = func.body.block.body
     assert task.kind == tirx.ForKind.PARALLEL
     *guard, choice = task.body.seq
@@ -312,7 +321,7 @@ def test_cpu_checked_form_speculates(dtype):
     lane (an unsigned maximum of the bits, in a buffer on the stack: no workspace call
     per task), then redoes the task per output only if one exceeded the bound."""
     params = canonicalize(5, ndim=4)
-    func = schedule_primfunc(make((2, 64, 9, 11), dtype, params, True, "checked"), SKX)
+    func = lowered(make((2, 64, 9, 11), dtype, params, True, "checked"), SKX)
     task = func.body.block.body
     assert task.kind == tirx.ForKind.PARALLEL
     block = task.body.block
@@ -329,14 +338,14 @@ def test_cpu_checked_form_speculates(dtype):
     assert isinstance(redo, tirx.IfThenElse) and redo.else_case is None
     assert "lrn_window_sum_bits" in str(redo.condition)
     assert _if_then_else_count(redo.then_case) > 0 and "float64" in redo.then_case.script()
-    asm = tvm.compile(func, target=SKX).mod.inspect_source("asm")
+    asm = build(func, SKX).mod.inspect_source("asm")
     assert "vpmaxud" in asm and "AllocWorkspace" not in asm
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-def test_cpu_speculation_gives_the_checked_forms_outputs(dtype, monkeypatch):
+def test_cpu_speculation_gives_the_checked_forms_outputs(dtype):
     """Bit for bit the outputs of the checked form with its per-output choice (the same
-    schedule without rewrite_plane_tasks), in tasks taken fast and in tasks redone: a
+    schedule built without LowerPlaneTasks), in tasks taken fast and in tasks redone: a
     huge value, Inf and NaNs of both signs in some, a large value inside the fast range in another
     (float32: 1e15, whose square 1e30 is below the bound, 2**103 for these parameters)."""
     shape, params = (2, 64, 9, 11), canonicalize(5, ndim=4)
@@ -348,12 +357,10 @@ def test_cpu_speculation_gives_the_checked_forms_outputs(dtype, monkeypatch):
     x[1, 50, 2, 7] = 6e4 if dtype == "float16" else 1e15
     x = x.astype(np_dtype(dtype))
     func = make(shape, dtype, params, True, "checked")
-    _, speculative = run_cpu(schedule_primfunc(func, HOST), x)
-    with monkeypatch.context() as patch:
-        patch.setattr(cpu_strategy, "rewrite_plane_tasks", lambda sch: None)
-        per_output = schedule_primfunc(func, HOST)
+    per_output = schedule_primfunc(func, HOST)
+    _, speculative = run_cpu(per_output, x)
     assert _if_then_else_count(per_output.body) > 0  # each output chooses
-    _, want = run_cpu(per_output, x)
+    _, want = run_cpu(per_output, x, pipeline="default")  # TVM's pipeline alone
     bits = np.uint16 if dtype != "float32" else np.uint32
     np.testing.assert_array_equal(speculative.view(bits), want.view(bits))
     check_against_exact(speculative, reference.lrn_exact(x, params), dtype)
@@ -377,7 +384,7 @@ def test_prefetch_distances():
     """In elements: the next task's block for the input (the next block of channels, or
     the next row chunk of the same channels), none beyond the size limit; the next run's
     output rows, or the next task's after the last run of a task."""
-    distances = cpu_strategy._prefetch_distances
+    distances = cpu_planes.prefetch_distances
     # (extents, axis, channels, rows, run, halo, itemsize)
     assert distances([16, 256, 27, 27], 1, 32, 27, 8, 4, 4) == (32 * 729, 8 * 729)
     assert distances([16, 256, 27, 27], 1, 32, 27, 8, 4, 8) == (0, 8 * 729)  # 210 KB
@@ -391,7 +398,7 @@ def test_prefetch_distances():
 def test_channel_run():
     """Runs of up to 8 channels (a divisor of the block's), up to 4 where the planes are a
     multiple of 1 KB apart and the tensor streams from memory (more than 16 MB)."""
-    run = cpu_strategy.channel_run
+    run = cpu_planes.channel_run
     assert [run(c) for c in (1, 3, 7, 8, 12, 32, 97)] == [1, 3, 7, 8, 6, 8, 1]
     mib = 1 << 20
     assert run(12, 224 * 224 * 4, 154 * mib) == 4  # 8x96x224x224
@@ -451,7 +458,7 @@ def test_choose_tile():
 def _asm(target, shape=(1, 16, 8, 48), axis=1, dtype="float32", static=True):
     params = canonicalize(5, axis=axis, ndim=len(shape))
     func = schedule_primfunc(make(shape, dtype, params, static), target)
-    return tvm.compile(func, target=target).mod.inspect_source("asm")
+    return build(func, target).mod.inspect_source("asm")
 
 
 # libm calls the compute itself makes (pow/exp2, until they are replaced by vector
@@ -485,7 +492,7 @@ def test_x86_avx2_asm_uses_ymm_only():
 def test_aarch64_object_file(tmp_path):
     params = canonicalize(5, axis=1, ndim=4)
     func = schedule_primfunc(make((1, 16, 8, 32), "float32", params, False), A64)
-    ex = tvm.compile(func, target=A64)
+    ex = build(func, A64)
     asm = ex.mod.inspect_source("asm")
     assert re.search(r"\bfmul\s+v\d+\.4s", asm), "no NEON vector multiply"
     path = tmp_path / "lrn_aarch64.o"
@@ -561,7 +568,7 @@ def test_gpu_rule_binds_every_loop(axis, static, form):
     # the checked form sums each window in the output's code; the scaled form's two
     # window reductions are registers of the thread
     assert scopes == ([] if form == "checked" else ["local", "local"])
-    ex = tvm.compile(func, target=CUDA80)
+    ex = build(func, CUDA80)
     assert len(ex.mod.imports) == 1 and ex.mod.imports[0].kind == "cuda"  # G5: a kernel
     src = ex.mod.imports[0].inspect_source()
     assert "__launch_bounds__(256)" in src
@@ -602,7 +609,7 @@ def test_gpu_rule_schedules_the_guarded_form_too(static):
     func = schedule_primfunc(make((2, 8, 6, 33), "float32", params, static, "guarded"), CUDA80)
     assert "lrn_range" in block_names(func)
     _check_all_loops_bound(func)
-    ex = tvm.compile(func, target=CUDA80)
+    ex = build(func, CUDA80)
     src = ex.mod.imports[0].inspect_source()
     assert len(set(re.findall(r"__global__ void __launch_bounds__\(256\) (\w+)\(", src))) == 2
 
@@ -620,7 +627,7 @@ def test_gpu_rule_other_source_backends(kind):
     params = canonicalize(5, axis=1, ndim=3)
     func = gpu_func((2, 8, 10), "float32", params, False, target=Target(kind))
     assert "lrn_window_sumsq" in block_names(func)
-    ex = tvm.compile(func, target=Target(kind))
+    ex = build(func, Target(kind))
     assert [m.kind for m in ex.mod.imports] == [kind]
 
 
@@ -639,10 +646,10 @@ def _ftz_instructions(ptx):
 def test_cuda_source_compiles_precisely(target):
     params = canonicalize(5, axis=1, ndim=4)
     func = gpu_func((2, 8, 6, 33), "float32", params, False, target=target)
-    src = tvm.compile(func, target=target).mod.imports[0].inspect_source()
+    src = build(func, target).mod.imports[0].inspect_source()
     with target:
-        ptx = gpu_strategy.precise_cuda_compile(src, "ptx", compiler="nvcc").decode()
-        cubin = gpu_strategy.precise_cuda_compile(src, "cubin", compiler="nvcc")
+        ptx = cuda_math.precise_cuda_compile(src, "ptx", compiler="nvcc").decode()
+        cubin = cuda_math.precise_cuda_compile(src, "cubin", compiler="nvcc")
         fast = bytes(tvm.support.nvcc.compile_cuda(src, "ptx", compiler="nvcc")).decode()
     assert ".entry" in ptx and cubin[:4] == b"\x7fELF"
     assert not _ftz_instructions(ptx), sorted(set(_ftz_instructions(ptx)))
@@ -665,7 +672,7 @@ def test_cuda_float64_constants_are_exact(dtype, form):
     float64 constant as its bits: every float64 literal left in the source is integral."""
     params = canonicalize(5, alpha=1e-30, beta=0.75, bias=1e-20, axis=1, ndim=4)
     func = gpu_func((2, 8, 6, 33), dtype, params, True, form)
-    src = tvm.compile(func, target=CUDA80).mod.imports[0].inspect_source()
+    src = build(func, CUDA80).mod.imports[0].inspect_source()
     kernel = re.sub(r"/\*.*?\*/", "", src[src.index("__global__") :])  # float32 hex: comments
     literals = re.findall(r"(?<![\w.])\d+\.\d+(?:e[-+]?\d+)?(?![\w.])", kernel)
     assert literals and all(float(v).is_integer() for v in literals), sorted(set(literals))
@@ -684,9 +691,9 @@ def test_cuda_runs_load_each_input_once(channels):
     with CUDA90:
         func = make((2, 16, 6, 33), "float32", params, True, "checked")
     func = GPULRN(channels=channels).apply(func, CUDA90, False).mod["main"]
-    src = tvm.compile(func, target=CUDA90).mod.imports[0].inspect_source()
+    src = build(func, CUDA90).mod.imports[0].inspect_source()
     with CUDA90:
-        ptx = gpu_strategy.precise_cuda_compile(src, "ptx", compiler="nvcc").decode()
+        ptx = cuda_math.precise_cuda_compile(src, "ptx", compiler="nvcc").decode()
     window_inputs = channels + params.size - 1
     loads = len(re.findall(r"\bld\.global", ptx))
     assert window_inputs <= loads <= window_inputs + channels
@@ -699,10 +706,10 @@ def test_precise_cuda_math_replaces_and_restores_the_callback():
 
     name = "tvm_callback_cuda_compile"
     before = tvm_ffi.get_global_func(name)
-    with gpu_strategy.precise_cuda_math():
+    with cuda_math.precise_cuda_math():
         inside = tvm_ffi.get_global_func(name)
         assert not inside.same_as(before)
-        with gpu_strategy.precise_cuda_math():  # nesting keeps it installed
+        with cuda_math.precise_cuda_math():  # nesting keeps it installed
             pass
         assert tvm_ffi.get_global_func(name).same_as(inside)
         src = 'extern "C" __global__ void k(float* a) { a[threadIdx.x] *= 0.5f; }'
@@ -800,7 +807,7 @@ def test_channels_last_symbolic_kernel_stays_in_bounds(shape, size):
     out = buf[pad : pad + n].view(shape)
     params = canonicalize(size, 1e-2, 0.75, 1.0, axis=-1, ndim=len(shape))
     func = schedule_primfunc(lrn_primfunc(len(shape), "float32", params), HOST)
-    tvm.compile(func, target=HOST)(tvm.runtime.from_dlpack(x), tvm.runtime.from_dlpack(out))
+    build(func, HOST)(tvm.runtime.from_dlpack(x), tvm.runtime.from_dlpack(out))
     assert (buf[:pad] == 7).all() and (buf[pad + n :] == 7).all()
     np.testing.assert_allclose(
         out.numpy(), reference.lrn(x.numpy(), size, 1e-2, 0.75, 1.0, -1), rtol=1e-6
@@ -822,7 +829,7 @@ def test_eager_cuda_kernel_installs_the_precise_callback():
         eager._kernel(4, "float32", params, str(CUDA80), eager._form_for(CUDA80))
         assert not tvm_ffi.get_global_func(name).same_as(default)
     finally:
-        gpu_strategy.set_precise_cuda_math(False)
+        cuda_math.set_precise_cuda_math(False)
     assert tvm_ffi.get_global_func(name).same_as(default)
 
 
@@ -862,7 +869,7 @@ for shape, axis in [((2, 8, 16, 16), 1), ((2, 16, 16, 8), 3)]:
                     {"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
             else:
                 func = lrn_primfunc(4, "float32", params, form=form)
-            kernel = tvm.compile(schedule_primfunc(func, host), target=host)
+            kernel = tvm.compile(schedule_primfunc(func, host), target=host, tir_pipeline="tvm_lrn")
             _keep_x, x_np = fenced(shape)
             _keep_y, y_np = fenced(shape)
             x_np[...] = np.random.default_rng(0).standard_normal(shape)

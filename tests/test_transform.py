@@ -10,6 +10,7 @@ avg_pool2d NHWC -> reshape -> add(bias, alpha * .) -> power -> divide), because 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -304,48 +305,52 @@ def test_tflite_negative_wrong_pool_layout():
 # --------------------------------------------------------------------------- lookalikes
 
 
-def _chain(
-    shape=(1, 6, 3, 3),
-    *,
-    sq=None,
-    alpha=None,
-    bias=None,
-    beta=None,
-    op="divide",
-    view=None,
-    pad=(2, 2),
-    pool=5,
-    pool_pad=0,
-    dilation=1,
-    count_include_pad=True,
-):
+@dataclass(frozen=True)
+class _ChainParts:
+    """The pieces of :func:`_chain`; None takes the torch.export one."""
+
+    sq: object = None
+    alpha: object = None
+    bias: object = None
+    beta: object = None
+    op: str = "divide"
+    view: list | None = None
+    pad: tuple = (2, 2)
+    pool: int = 5
+    pool_pad: int = 0
+    dilation: int = 1
+    count_include_pad: bool = True
+
+
+def _chain(shape=(1, 6, 3, 3), **parts):
     """The torch.export chain, built by hand so that one piece at a time can be wrong."""
+    p = _ChainParts(**parts)
     n, c = shape[0], shape[1]
-    view = view or [n, 1, c, shape[2], shape[3]]
+    view = p.view or [n, 1, c, shape[2], shape[3]]
     x = relax.Var("x", relax.TensorType(shape, "float32"))
     y = relax.Var("y", relax.TensorType(shape, "float32"))
     bb = relax.BlockBuilder()
     with bb.function("main", [x, y]):
         with bb.dataflow():
-            s = bb.emit(sq(x, y) if sq else relax.op.multiply(x, x))
+            s = bb.emit(p.sq(x, y) if p.sq else relax.op.multiply(x, x))
             s = bb.emit(relax.op.reshape(s, view))
-            width = [0, 0, 0, 0, pad[0], pad[1], 0, 0, 0, 0]
+            width = [0, 0, 0, 0, p.pad[0], p.pad[1], 0, 0, 0, 0]
             s = bb.emit(relax.op.nn.pad(s, width))
             s = bb.emit(
                 relax.op.nn.avg_pool3d(
                     s,
-                    (pool, 1, 1),
-                    dilation=(dilation, 1, 1),
-                    padding=(pool_pad, 0, 0),
-                    count_include_pad=count_include_pad,
+                    (p.pool, 1, 1),
+                    dilation=(p.dilation, 1, 1),
+                    padding=(p.pool_pad, 0, 0),
+                    count_include_pad=p.count_include_pad,
                 )
             )
             s = bb.emit(relax.op.reshape(s, list(shape)))
-            a = alpha if alpha is not None else relax.const(1e-4, "float32")
-            b = bias if bias is not None else relax.const(1.0, "float32")
-            e = beta if beta is not None else relax.const(0.75, "float32")
+            a = p.alpha if p.alpha is not None else relax.const(1e-4, "float32")
+            b = p.bias if p.bias is not None else relax.const(1.0, "float32")
+            e = p.beta if p.beta is not None else relax.const(0.75, "float32")
             d = bb.emit(relax.op.power(relax.op.add(relax.op.multiply(s, a), b), e))
-            out = relax.op.divide(x, d) if op == "divide" else relax.op.multiply(x, d)
+            out = relax.op.divide(x, d) if p.op == "divide" else relax.op.multiply(x, d)
             out = bb.emit_output(out)
         bb.emit_func_output(out)
     return bb.get()
@@ -397,47 +402,41 @@ def test_asymmetric_window_is_matched_as_custom():
     assert (match.params.lo, match.params.hi, match.convention) == (3, 1, "custom")
 
 
-def test_max_pool_is_not_a_window_sum():
-    x = relax.Var("x", relax.TensorType((1, 6, 3, 3), "float32"))
+def _pooled_square_lrn(shape, pool, alpha: float) -> tvm.IRModule:
+    """``x / (1 + alpha * squeeze(pool(expand_dims(x * x))))**0.75``, built by hand."""
+    x = relax.Var("x", relax.TensorType(shape, "float32"))
     bb = relax.BlockBuilder()
     with bb.function("main", [x]):
         with bb.dataflow():
             s = bb.emit(relax.op.expand_dims(relax.op.multiply(x, x), [1]))
-            s = bb.emit(relax.op.nn.max_pool3d(s, (3, 1, 1), padding=(1, 0, 0)))
+            s = bb.emit(pool(s))
             s = bb.emit(relax.op.squeeze(s, [1]))
             d = relax.op.power(
                 relax.op.add(
-                    relax.op.multiply(s, relax.const(1e-4, "float32")), relax.const(1.0, "float32")
+                    relax.op.multiply(s, relax.const(alpha, "float32")), relax.const(1.0, "float32")
                 ),
                 relax.const(0.75, "float32"),
             )
             out = bb.emit_output(relax.op.divide(x, d))
         bb.emit_func_output(out)
-    _assert_unchanged(bb.get())
+    return bb.get()
+
+
+def test_max_pool_is_not_a_window_sum():
+    def pool(s):
+        return relax.op.nn.max_pool3d(s, (3, 1, 1), padding=(1, 0, 0))
+
+    _assert_unchanged(_pooled_square_lrn((1, 6, 3, 3), pool, 1e-4))
 
 
 def test_pool_along_another_axis_is_lrn_along_that_axis():
     # A window over H of the (N, 1, C, H, W) view is an LRN over axis 2 of x.
-    x = relax.Var("x", relax.TensorType((1, 3, 7, 2), "float32"))
-    bb = relax.BlockBuilder()
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            s = bb.emit(relax.op.expand_dims(relax.op.multiply(x, x), [1]))
-            s = bb.emit(
-                relax.op.nn.avg_pool3d(
-                    s, (1, 3, 1), padding=(0, 1, 0, 0, 1, 0), count_include_pad=True
-                )
-            )
-            s = bb.emit(relax.op.squeeze(s, [1]))
-            d = relax.op.power(
-                relax.op.add(
-                    relax.op.multiply(s, relax.const(3e-4, "float32")), relax.const(1.0, "float32")
-                ),
-                relax.const(0.75, "float32"),
-            )
-            out = bb.emit_output(relax.op.divide(x, d))
-        bb.emit_func_output(out)
-    mod = bb.get()
+    def pool(s):
+        return relax.op.nn.avg_pool3d(
+            s, (1, 3, 1), padding=(0, 1, 0, 0, 1, 0), count_include_pad=True
+        )
+
+    mod = _pooled_square_lrn((1, 3, 7, 2), pool, 3e-4)
     (match,) = find_lrn(mod)
     assert match.params.axis == 2
     data = np.random.default_rng(6).standard_normal((1, 3, 7, 2)).astype("float32")

@@ -77,7 +77,7 @@ def test_target_key_host_names_cpu_and_isa():
 
 
 def test_tuning_target_adds_num_cores():
-    target = T._tuning_target(None)
+    target = T.tuning_target(None)
     assert int(target.attrs["num-cores"]) >= 1
     assert T.target_key(target) == T.target_key(None)
 
@@ -88,10 +88,10 @@ def test_workloads_are_the_legalized_primfuncs():
     legalized = relax.transform.LegalizeOps()(_model(SHAPE))
     (func,) = [f for _, f in legalized.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
     assert tvm_ffi.structural_equal(work.func, func)
-    assert str(T._workload_mod(func)["main"].params[0].ty.shape[0].ty) == "int64"
+    assert str(T.workload_mod(func)["main"].params[0].ty.shape[0].ty) == "int64"
     assert work.shape == SHAPE and work.dtype == "float32" and work.params == PARAMS
     # A global_symbol added on the way does not change the key.
-    named = T._workload_mod(func.with_attr("global_symbol", "lrn_fused"))
+    named = T.workload_mod(func.with_attr("global_symbol", "lrn_fused"))
     assert tvm_ffi.structural_equal(named, work.mod)
 
 
@@ -117,12 +117,12 @@ def test_tune_rejects_bad_requests(tmp_path):
 
 def test_cost_model_falls_back_without_xgboost(monkeypatch):
     monkeypatch.setitem(sys.modules, "xgboost", None)  # import xgboost -> ImportError
-    model, kind = T._cost_model("auto", 2)
+    model, kind = T.cost_model("auto", 2)
     assert kind == "random" and model is not None
     with pytest.raises(ImportError, match="xgboost"):
-        T._cost_model("xgb", 2)
+        T.cost_model("xgb", 2)
     with pytest.raises(ValueError, match="cost_model"):
-        T._cost_model("gbdt", 2)
+        T.cost_model("gbdt", 2)
 
 
 def test_query_database_needs_a_database(tmp_path):
@@ -137,7 +137,7 @@ def test_repair_drops_a_torn_line(tmp_path):
     good = json.dumps([0, [[], [1e-5]]])
     (tmp_path / "database_workload.json").write_text('["a", "b"]\n')
     (tmp_path / "database_tuning_record.json").write_text(good + "\n" + good[:7])
-    assert T._repair_json_database(tmp_path) == 1
+    assert T.repair_json_database(tmp_path) == 1
     lines = (tmp_path / "database_tuning_record.json").read_text().splitlines()
     assert lines == [good]
 
@@ -157,10 +157,10 @@ def test_shipped_database_lookup(tmp_path, monkeypatch):
 
 
 def test_shipped_schedules_folders_are_named_by_target_key():
-    root = Path(T.__file__).resolve().parent.parent / "schedules"
+    root = Path(T.__file__).resolve().parents[2] / "schedules"  # tvm_lrn/tune/__init__.py
     folders = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
     for folder in folders:
-        assert T._is_database_dir(folder), f"{folder} lacks the JSON database files"
+        assert T.is_database_dir(folder), f"{folder} lacks the JSON database files"
         db, _ = T.load_database(folder)
         for rec in db.get_all_tuning_records():
             assert T.target_key(rec.target) == folder.name
@@ -185,24 +185,24 @@ def test_shipped_schedules_cover_the_presets_on_this_cpu():
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_replayed_rule_trace_is_the_rule(dtype):
-    """A record of the CPU rule replays to the rule's own kernel: the speculation per task
-    and the prefetches, which the trace does not hold, are added again after the replay."""
+    """A record of the CPU rule is its trace alone: replayed on the workload and lowered,
+    it is the rule's own kernel, with the speculation per task and the prefetches that
+    the lowering pass adds."""
     from tvm.s_tir import Schedule
 
+    from tvm_lrn.lower import lower_plane_tasks
     from tvm_lrn.strategy import CPULRN
-    from tvm_lrn.strategy.cpu import rewrite_plane_tasks
 
     target = resolve_target(None)
     (work,) = T.lrn_workloads([(2, 32, 9, 11)], [dtype], PARAMS)
     ruled = CPULRN().apply(work.func, target, False)
-    replayed = T._replay(tvm.IRModule({"main": work.func}), ruled.trace)["main"]
+    sch = Schedule(tvm.IRModule({"main": work.func}))
+    ruled.trace.apply_to_schedule(sch, remove_postproc=False)
+    replayed = lower_plane_tasks(sch.mod["main"])
     assert "T.prefetch" in replayed.script() and "lrn_speculate" in replayed.script()
-    tvm.ir.assert_structural_equal(replayed, ruled.mod["main"])
-    # a schedule without an annotated task is left as it is
-    plain = Schedule(work.func)
-    before = plain.mod["main"]
-    rewrite_plane_tasks(plain)
-    assert plain.mod["main"].same_as(before)
+    tvm.ir.assert_structural_equal(replayed, lower_plane_tasks(ruled.mod["main"]))
+    # a function without an annotated task is left as it is
+    assert lower_plane_tasks(work.func).same_as(work.func)
 
 
 # --------------------------------------------------------------------------- one tuning run
@@ -250,10 +250,10 @@ def test_database_round_trip(tuned):
     assert len(records) >= len(tuned.workloads)  # at least the rule records
     for res in tuned.workloads:
         assert db.has_workload(res.workload.mod)
-        best = T._best_records(db, res.workload.mod, HOST)
+        best = T.best_records(db, res.workload.mod, HOST)
         assert best and best[0][0] == pytest.approx(res.best_seconds)
-        func = T._apply_record(res.workload.mod, best[0][1])
-        assert isinstance(func, tvm.tirx.PrimFunc)
+        sch = T.LRNDatabase(db).query_schedule(res.workload.mod, HOST, "main")
+        assert isinstance(sch.mod["main"], tvm.tirx.PrimFunc)
 
 
 def test_query_database_matches_workload_and_target(tuned):
@@ -309,6 +309,39 @@ def test_compile_picks_the_record_or_the_rule(tuned):
     assert list(other.schedule_sources.values()) == ["rule:cpu"]
 
 
+def _lowered_lrn(mod: tvm.IRModule) -> tvm.tirx.PrimFunc:
+    """The LRN PrimFunc of a legalized, scheduled module after the project's lowering
+    pass (the rest of the TIR pipeline is TVM's own, applied alike to both)."""
+    from tvm_lrn.lower import lower_plane_tasks
+
+    (func,) = [f for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+    return lower_plane_tasks(func)
+
+
+@pytest.mark.parametrize("database", ["json", "lrn"])
+def test_stock_apply_database_builds_the_compiled_kernel(tuned, database):
+    """TVM's own MetaScheduleApplyDatabase, with MetaSchedule's JSONDatabase or the
+    project's LRNDatabase under ``with db:``, schedules the LRN kernel from the record
+    that tvm_lrn.compile applies: after the TIR pipeline, the same lowered TIR."""
+    from tvm_lrn.build import schedule_lrn
+
+    work = next(r.workload for r in tuned.workloads if r.workload.dtype == "float32")
+    db = (
+        ms.database.JSONDatabase(work_dir=tuned.work_dir, allow_missing=False)
+        if database == "json"
+        else T.LRNDatabase(tuned.work_dir)
+    )
+    with HOST, db:
+        legalized = relax.transform.LegalizeOps()(_model(SHAPE))
+        stock = relax.transform.MetaScheduleApplyDatabase(enable_warning=True)(legalized)
+    ours, source = schedule_lrn(work.func, HOST, database=tuned.work_dir)
+    assert source.startswith("database:")
+    want = _lowered_lrn(tvm.IRModule({"lrn": ours}))
+    got = _lowered_lrn(stock)
+    assert "T.prefetch" in want.script()  # the plane-task rewrite is there
+    tvm.ir.assert_structural_equal(got, want)
+
+
 def test_export_best_and_shipped_lookup(tuned, tmp_path, monkeypatch):
     dest = Path(T.export_best([tuned.work_dir], tmp_path / T.target_key(HOST)))
     db, _ = T.load_database(dest)
@@ -327,7 +360,7 @@ def test_record_replays_on_a_changed_compute(tuned):
     """A record whose workload differs only inside expressions still applies."""
     res = tuned.workloads[0]
     changed = res.workload.func.with_attr("tvm_lrn.note", "recompiled")
-    mod = T._workload_mod(changed)
+    mod = T.workload_mod(changed)
     assert not tvm_ffi.structural_equal(mod, res.workload.mod)
     func, source = T.query_database(changed, None, tuned.work_dir)
     assert func is not None and source.startswith("database:")

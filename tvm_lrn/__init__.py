@@ -4,14 +4,16 @@
 # etc. stay reachable (`from .tune import tune` would shadow the module that build.py
 # imports as `from . import tune`).
 from . import tune
-from .build import compile, load_module
+from .build import compile
 from .eager import run
 from .frontend import from_onnx, from_torch
+from .model import Model, load_module
 from .op import local_response_norm
 from .spec import LRNParams, canonicalize
 
 __all__ = [
     "LRNParams",
+    "Model",
     "canonicalize",
     "compile",
     "from_onnx",

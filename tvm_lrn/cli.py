@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+
+from .errors import first_line
 
 __all__ = ["main"]
 
@@ -81,10 +82,10 @@ def _target_arg(text: str):
     try:
         return resolve_target(value)
     except (ValueError, TypeError) as err:
-        raise argparse.ArgumentTypeError(str(err).splitlines()[0]) from None
+        raise argparse.ArgumentTypeError(first_line(err)) from None
     except Exception as err:  # a TVM error naming the unknown kind or tag
         raise argparse.ArgumentTypeError(
-            f"unknown or invalid target {text!r}: {_line(err)}"
+            f"unknown or invalid target {text!r}: {first_line(err)}"
         ) from None
 
 
@@ -114,11 +115,7 @@ def _add_target_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="A numerically safe, fast LRN for Apache TVM.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
+def _add_tune_parser(sub) -> None:
     t = sub.add_parser(
         "tune",
         help="tune LRN schedules with MetaSchedule into a database folder",
@@ -150,6 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_lrn_args(t)
     _add_target_arg(t)
+    _add_search_args(t)
+    t.set_defaults(func=_cmd_tune)
+
+
+def _add_search_args(t: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--work-dir",
         "-o",
@@ -179,8 +181,9 @@ def _parser() -> argparse.ArgumentParser:
         "(the layout of the shipped schedules/)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.set_defaults(func=_cmd_tune)
 
+
+def _add_compile_parser(sub) -> None:
     c = sub.add_parser(
         "compile",
         help="compile a .pt2 or .onnx model into a deployable library",
@@ -204,6 +207,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.set_defaults(func=_cmd_compile)
 
+
+def _add_bench_parser(sub) -> None:
     b = sub.add_parser(
         "bench",
         help="time tvm_lrn against torch eager and a plain copy on one shape",
@@ -228,6 +233,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.set_defaults(func=_cmd_bench)
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="A numerically safe, fast LRN for Apache TVM.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_tune_parser(sub)
+    _add_compile_parser(sub)
+    _add_bench_parser(sub)
     d = sub.add_parser(
         "demo", help="run the demo (tvm_lrn.demo); arguments pass through", add_help=False
     )
@@ -330,6 +343,7 @@ def _cmd_compile(args) -> int:
     import tvm_lrn
 
     from .target import resolve_target
+    from .tune import target_key
 
     mod = _load_model(args.model, args.input_shape)
     target = args.target if args.target is not None else resolve_target(None)
@@ -340,7 +354,7 @@ def _cmd_compile(args) -> int:
     model = tvm_lrn.compile(mod, target, database=args.database)
     output = args.output or os.path.splitext(args.model)[0] + ".so"
     model.export_library(output)
-    print(f"wrote {output} for {target.kind.name} ({_target_text(target)})")
+    print(f"wrote {output} for {target.kind.name} ({target_key(target)})")
     for name, source in sorted(model.schedule_sources.items()):
         print(f"  {name}: {source}")
     if not model.schedule_sources:
@@ -348,108 +362,34 @@ def _cmd_compile(args) -> int:
     return 0
 
 
-def _target_text(target) -> str:
-    from .tune import target_key
-
-    return target_key(target)
-
-
 def _cmd_bench(args) -> int:
-    import numpy as np
-    import tvm
-
+    from .bench import compare
     from .spec import canonicalize
-    from .strategy import schedule_primfunc
     from .target import resolve_target
-    from .tune import lrn_workloads, query_database
+    from .tune import target_key
 
     target = args.target if args.target is not None else resolve_target(None)
     if target.kind.name != "llvm":
         raise ValueError("bench runs on the host CPU only (an llvm target)")
-    params = canonicalize(
-        args.size,
-        args.alpha,
-        args.beta,
-        args.bias,
-        args.axis,
-        args.convention,
-        ndim=len(args.shape),
+    lrn = (args.size, args.alpha, args.beta, args.bias, args.axis, args.convention)
+    params = canonicalize(*lrn, ndim=len(args.shape))
+    eager = None  # F.local_response_norm's arguments, where it computes the same LRN
+    if args.convention == "torch" and args.axis == 1 and len(args.shape) >= 3:
+        eager = lrn[:4]
+    found = compare(
+        args.shape, args.dtype, params, target, args.database, repeat=args.repeat, torch_lrn=eager
     )
-    # The kernel exactly as a model would get it: legalized, then scheduled by the tuned
-    # record for this target if there is one, else by the rule.
-    func = lrn_workloads([args.shape], args.dtype, params)[0].func
-    rule = schedule_primfunc(func, target)
-    tuned, source = query_database(func, target, args.database)
-    kernels = [("tvm_lrn (tuned)", tuned), ("tvm_lrn (rule)", rule)]
-    kernels = [(name, f) for name, f in kernels if f is not None]
-
-    dev = tvm.cpu()
-    x_np = _cast(np.random.default_rng(0).standard_normal(args.shape, "float32"), args.dtype)
-    x = tvm.runtime.tensor(x_np, dev)
-    y = tvm.runtime.empty(args.shape, args.dtype, dev)
-    rows = []
-    for name, f in kernels:
-        lib = tvm.compile(f.with_attr("global_symbol", "main"), target=target)
-        mod = getattr(lib, "mod", lib)
-        timer = mod.time_evaluator("main", dev, number=5, repeat=args.repeat)
-        rows.append((name, timer(x, y).median))
-    torch_time, copy_time = _torch_times(x_np, args)
-    if torch_time is not None:
-        rows.append(("torch eager F.local_response_norm", torch_time))
-    rows.append(("copy of the same bytes (torch)", copy_time))
-
-    nbytes = 2 * x_np.nbytes  # read x, write y
     shape = "x".join(map(str, args.shape))
+    source = found.source if found.tuned else f"none ({found.source})"
     print(
-        f"LRN {args.dtype} {shape} size={args.size} on {_target_text(target)}; "
-        f"tuned record: {source if tuned is not None else 'none (' + source + ')'}"
+        f"LRN {args.dtype} {shape} size={args.size} on {target_key(target)}; tuned record: {source}"
     )
-    base = rows[0][1]
+    base = found.rows[0][1]
     print(f"{'implementation':34} {'median us':>10} {'GB/s':>8} {'time / tvm_lrn':>15}")
-    for name, seconds in rows:
-        print(
-            f"{name:34} {seconds * 1e6:10.1f} {nbytes / seconds / 1e9:8.2f} {seconds / base:14.2f}x"
-        )
+    for name, seconds in found.rows:
+        gbps = found.nbytes / seconds / 1e9
+        print(f"{name:34} {seconds * 1e6:10.1f} {gbps:8.2f} {seconds / base:14.2f}x")
     return 0
-
-
-def _cast(x, dtype: str):
-    if dtype == "bfloat16":
-        import ml_dtypes
-
-        return x.astype(ml_dtypes.bfloat16)
-    return x.astype(dtype)
-
-
-def _torch_times(x_np, args):
-    """Median seconds of torch eager LRN (None where torch cannot) and of a copy."""
-    import torch
-
-    dtype = getattr(torch, args.dtype)
-    x = torch.from_numpy(x_np.astype("float32")).to(dtype)
-    out = torch.empty_like(x)
-
-    def timed(fn):
-        fn()
-        times = []
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            for _ in range(5):
-                fn()
-            times.append((time.perf_counter() - start) / 5)
-        return sorted(times)[len(times) // 2]
-
-    lrn_time = None
-    if args.convention == "torch" and args.axis == 1 and x.dim() >= 3:
-        try:
-            lrn_time = timed(
-                lambda: torch.nn.functional.local_response_norm(
-                    x, args.size, args.alpha, args.beta, args.bias
-                )
-            )
-        except RuntimeError:  # e.g. no half-precision kernel for this op on CPU
-            lrn_time = None
-    return lrn_time, timed(lambda: out.copy_(x))
 
 
 def _cmd_demo(args) -> int:
@@ -462,12 +402,6 @@ def _cmd_demo(args) -> int:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def _line(err: BaseException) -> str:
-    from .tune import _first_line
-
-    return _first_line(err)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -507,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if debug:
             raise
-        print(f"{PROG}: error: {_line(err)}", file=sys.stderr)
+        print(f"{PROG}: error: {first_line(err)}", file=sys.stderr)
         return 1
 
 

@@ -51,6 +51,41 @@ def _rel_err(got, truth) -> float:
     return float(np.max(np.abs(got - truth)) / np.max(np.abs(truth)))
 
 
+def _compile_both(model, x, target):
+    """The block compiled by tvm_lrn and by TVM's plain import, and each one's seconds."""
+    import tvm
+    from tvm import relax
+
+    from .build import compile as compile_model
+    from .frontend.torch import from_torch
+
+    t0 = time.perf_counter()
+    ours = compile_model(from_torch(model, x), target)
+    t1 = time.perf_counter()
+    plain_exe = tvm.compile(from_torch(model, x, fuse=False), target)
+    plain = relax.VirtualMachine(plain_exe, tvm.cpu())
+    t2 = time.perf_counter()
+    return ours, plain, {"tvm_lrn": t1 - t0, "plain": t2 - t1}
+
+
+def _outputs(model, model64, ours, plain, xs):
+    """Every engine's output on ``xs``, and the largest LRN input (in float64)."""
+    import torch
+    import tvm
+
+    with torch.no_grad():
+        truth = model64(xs.double()).numpy()
+        lrn_in = model64.relu(model64.conv(xs.double()))
+        eager = model(xs).numpy()
+    outputs = {
+        "torch f64 (truth)": truth,
+        "torch f32 eager": eager,
+        "TVM plain import": plain["main"](tvm.runtime.tensor(xs.numpy())).numpy(),
+        "tvm_lrn": ours(xs.numpy()),
+    }
+    return outputs, float(lrn_in.max())
+
+
 def run_demo(scales=DEFAULT_SCALES, target="llvm", seed=0):
     """Compile the block three ways and evaluate it at each input scale.
 
@@ -73,46 +108,27 @@ def run_demo(scales=DEFAULT_SCALES, target="llvm", seed=0):
     import copy
 
     import torch
-    import tvm
-    from tvm import relax
-
-    from .build import compile as compile_model
-    from .frontend.torch import from_torch
 
     model = _build_model(seed)
     x = torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(seed))
-    t0 = time.perf_counter()
-    ours = compile_model(from_torch(model, x), target)
-    t1 = time.perf_counter()
-    plain_exe = tvm.compile(from_torch(model, x, fuse=False), target)
-    plain = relax.VirtualMachine(plain_exe, tvm.cpu())
-    t2 = time.perf_counter()
+    ours, plain, timings = _compile_both(model, x, target)
     model64 = copy.deepcopy(model).double()
 
     rows, probe = [], None
     for scale in scales:
-        xs = x * scale
-        with torch.no_grad():
-            truth = model64(xs.double()).numpy()
-            lrn_in = model64.relu(model64.conv(xs.double()))
-            eager = model(xs).numpy()
+        outputs, lrn_input_max = _outputs(model, model64, ours, plain, x * scale)
+        truth = outputs["torch f64 (truth)"]
         if probe is None:  # one output element to show, the largest at scale 1
             probe = np.unravel_index(int(np.argmax(np.abs(truth))), truth.shape)
-        outputs = {
-            "torch f64 (truth)": truth,
-            "torch f32 eager": eager,
-            "TVM plain import": plain["main"](tvm.runtime.tensor(xs.numpy())).numpy(),
-            "tvm_lrn": ours(xs.numpy()),
-        }
         rows.append(
             {
                 "scale": scale,
-                "lrn_input_max": float(lrn_in.max()),
+                "lrn_input_max": lrn_input_max,
                 "values": {k: float(v[probe]) for k, v in outputs.items()},
                 "errors": {k: _rel_err(v, truth) for k, v in outputs.items()},
             }
         )
-    return {"rows": rows, "probe": probe, "timings": {"tvm_lrn": t1 - t0, "plain": t2 - t1}}
+    return {"rows": rows, "probe": probe, "timings": timings}
 
 
 def _fmt_err(err: float) -> str:

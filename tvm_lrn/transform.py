@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import tvm
@@ -48,14 +49,7 @@ __all__ = ["FuseLRN", "LRNMatch", "find_lrn", "fuse_lrn"]
 _RESHAPE_LIKE = ("relax.reshape", "relax.expand_dims", "relax.squeeze", "relax.flatten")
 _POOLS = {"relax.nn.avg_pool1d": 1, "relax.nn.avg_pool2d": 2, "relax.nn.avg_pool3d": 3}
 # Index of the first spatial dimension for each pool layout the importers use.
-_LAYOUT_SPATIAL_START = {
-    "NCW": 2,
-    "NCHW": 2,
-    "NCDHW": 2,
-    "NWC": 1,
-    "NHWC": 1,
-    "NDHWC": 1,
-}
+_LAYOUT_SPATIAL_START = {"NCW": 2, "NCHW": 2, "NCDHW": 2, "NWC": 1, "NHWC": 1, "NDHWC": 1}
 
 
 @dataclass(frozen=True)
@@ -175,28 +169,29 @@ def _ints(values) -> list[int]:
     return [int(v) for v in values]
 
 
-def _match_window(s_expr, x, var2val):
-    """Check that ``s_expr`` is the zero-padded window mean of ``x * x`` along one axis.
-
-    Returns ``(axis, lo, hi)`` or None.
-    """
-    x_shape = _static_shape(x)
-    s_shape = _static_shape(s_expr)
-    if x_shape is None or s_shape is None:
-        return None
-    ana = Analyzer()
-    # The result has to line up with x element by element.
-    if not _same_shape(ana, s_shape, x_shape):
-        return None
-
-    expr = _resolve(s_expr, var2val)
+def _unwrap_reshapes(expr, var2val):
+    """The bound expression below a chain of reshape-likes (``expr`` itself if none)."""
+    expr = _resolve(expr, var2val)
     while _op_name(expr) in _RESHAPE_LIKE:
         expr = _resolve(expr.args[0], var2val)
-    pool = expr
-    nsp = _POOLS.get(_op_name(pool))
+    return expr
+
+
+class _AvgPool(NamedTuple):
+    """A stride-1, undilated average pool, per spatial dim of the pooled tensor."""
+
+    spatial: list[int]  # the pooled tensor's dims that the pool walks
+    size: list[int]
+    before: list[int]  # the pool's own padding
+    after: list[int]
+    counts_padding: bool
+
+
+def _avg_pool(call) -> _AvgPool | None:
+    nsp = _POOLS.get(_op_name(call))
     if nsp is None:
         return None
-    a = pool.attrs
+    a = call.attrs
     start = _LAYOUT_SPATIAL_START.get(str(a.layout))
     if start is None or len(str(a.layout)) != nsp + 2:
         return None
@@ -206,63 +201,102 @@ def _match_window(s_expr, x, var2val):
     dilation, padding = _ints(a.dilation), _ints(a.padding)
     if any(s != 1 for s in strides) or any(d != 1 for d in dilation):
         return None
-    pool_before, pool_after = padding[:nsp], padding[nsp:]
-
-    pooled_in = pool.args[0]
-    expr = _resolve(pooled_in, var2val)
-    pad_before = pad_after = [0] * (nsp + 2)
-    if _op_name(expr) == "relax.nn.pad":
-        pa = expr.attrs
-        if str(pa.pad_mode) != "constant" or float(pa.pad_value) != 0.0:
-            return None
-        width = _ints(pa.pad_width)
-        pad_before, pad_after = width[0::2], width[1::2]
-        pooled_in = expr.args[0]
-        expr = _resolve(pooled_in, var2val)
-    # pooled_in is the unpadded tensor: its shape relates the pooled dim to an axis of x.
-    p_shape = _static_shape(pooled_in)
-    if p_shape is None or len(p_shape) != nsp + 2 or len(pad_before) != nsp + 2:
-        return None
-    while _op_name(expr) in _RESHAPE_LIKE:
-        expr = _resolve(expr.args[0], var2val)
-    if not _is_square_of(expr, x, var2val):
-        return None
-
-    # Exactly one spatial dim may have a window; all others are identity (size 1, no pad).
     spatial = [start + i for i in range(nsp)]
+    return _AvgPool(spatial, pool_size, padding[:nsp], padding[nsp:], bool(a.count_include_pad))
+
+
+def _strip_zero_pad(expr, var2val, rank: int):
+    """``(unpadded tensor, pad before, pad after)`` through an optional ``nn.pad`` with
+    zeros (no pad: all widths 0); None for any other padding."""
+    padded = _resolve(expr, var2val)
+    if _op_name(padded) != "relax.nn.pad":
+        return expr, [0] * rank, [0] * rank
+    pa = padded.attrs
+    if str(pa.pad_mode) != "constant" or float(pa.pad_value) != 0.0:
+        return None
+    width = _ints(pa.pad_width)
+    return padded.args[0], width[0::2], width[1::2]
+
+
+def _pooled_window(pool: _AvgPool, pad_before, pad_after):
+    """``(dim, lo, hi)``: the one dim with a window, which pad and pool pad with zeros.
+
+    Every other dim must be left as it is (pool size 1, no padding); None otherwise.
+    """
+    nsp = len(pool.spatial)
     windowed = [
         i
         for i in range(nsp)
-        if pool_size[i] != 1
-        or pool_before[i]
-        or pool_after[i]
-        or pad_before[spatial[i]]
-        or pad_after[spatial[i]]
+        if pool.size[i] != 1
+        or pool.before[i]
+        or pool.after[i]
+        or pad_before[pool.spatial[i]]
+        or pad_after[pool.spatial[i]]
     ]
     if len(windowed) > 1:
         return None
-    if any(pad_before[d] or pad_after[d] for d in range(nsp + 2) if d not in spatial):
+    if any(pad_before[d] or pad_after[d] for d in range(nsp + 2) if d not in pool.spatial):
         return None
     i = windowed[0] if windowed else 0
-    dim = spatial[i]
-    size = pool_size[i]
-    lo = pad_before[dim] + pool_before[i]
-    hi = pad_after[dim] + pool_after[i]
-    if lo + hi != size - 1:
+    dim = pool.spatial[i]
+    lo = pad_before[dim] + pool.before[i]
+    hi = pad_after[dim] + pool.after[i]
+    if lo + hi != pool.size[i] - 1:
         return None
     # Padding added by the pool itself is only zeros if it is counted in the mean.
-    if (pool_before[i] or pool_after[i]) and not bool(a.count_include_pad):
+    if (pool.before[i] or pool.after[i]) and not pool.counts_padding:
         return None
+    return dim, lo, hi
 
-    # Which axis of x does the pooled dim walk along? Row-major reshapes keep the element
-    # order, so it is the axis with the same extent and the same number of leading elements.
+
+def _axis_walked(ana, x_shape, p_shape, dim: int) -> int | None:
+    """The axis of ``x`` that dim ``dim`` of its row-major reshape ``p_shape`` walks.
+
+    Reshapes keep the element order, so it is the axis with the same extent and the same
+    number of leading elements.
+    """
     lead = _prod(p_shape[:dim])
     for axis, extent in enumerate(x_shape):
         if ana.can_prove_equal(extent, p_shape[dim]) and ana.can_prove_equal(
             _prod(x_shape[:axis]), lead
         ):
-            return axis, lo, hi
+            return axis
     return None
+
+
+def _match_window(s_expr, x, var2val):
+    """Check that ``s_expr`` is the zero-padded window mean of ``x * x`` along one axis.
+
+    Returns ``(axis, lo, hi)`` or None.
+    """
+    x_shape, s_shape = _static_shape(x), _static_shape(s_expr)
+    if x_shape is None or s_shape is None:
+        return None
+    ana = Analyzer()
+    # The result has to line up with x element by element.
+    if not _same_shape(ana, s_shape, x_shape):
+        return None
+    call = _unwrap_reshapes(s_expr, var2val)
+    pool = _avg_pool(call)
+    if pool is None:
+        return None
+    rank = len(pool.spatial) + 2
+    unpadded = _strip_zero_pad(call.args[0], var2val, rank)
+    if unpadded is None:
+        return None
+    # pooled_in is the unpadded tensor: its shape relates the pooled dim to an axis of x.
+    pooled_in, pad_before, pad_after = unpadded
+    p_shape = _static_shape(pooled_in)
+    if p_shape is None or len(p_shape) != rank or len(pad_before) != rank:
+        return None
+    if not _is_square_of(_unwrap_reshapes(pooled_in, var2val), x, var2val):
+        return None
+    window = _pooled_window(pool, pad_before, pad_after)
+    if window is None:
+        return None
+    dim, lo, hi = window
+    axis = _axis_walked(ana, x_shape, p_shape, dim)
+    return None if axis is None else (axis, lo, hi)
 
 
 # --------------------------------------------------------------------------- pattern

@@ -1,0 +1,28 @@
+"""Lowering passes of the project and the TIR pipeline that runs them.
+
+:data:`TIR_PIPELINE` names TVM's default TIR pipeline with the project's passes spliced
+in front of it (registered with :func:`tvm.tirx.register_tir_pipeline`). Build every
+scheduled LRN PrimFunc with it, e.g. ``tvm.compile(func, target,
+tir_pipeline=TIR_PIPELINE)``: a schedule, however it was made (a rule, a replayed
+tuning record, TVM's ``MetaScheduleApplyDatabase``), then becomes the same kernel.
+"""
+
+from __future__ import annotations
+
+import tvm
+
+from .annotations import PLANE_TASK
+from .plane_tasks import LowerPlaneTasks, lower_plane_tasks
+
+__all__ = ["PLANE_TASK", "TIR_PIPELINE", "LowerPlaneTasks", "lower_plane_tasks"]
+
+#: Name of the registered TIR pipeline: :class:`LowerPlaneTasks`, then TVM's default.
+TIR_PIPELINE = "tvm_lrn"
+
+
+def _pipeline():
+    stock, finalize_host, finalize_device = tvm.tirx.get_tir_pipeline("default")
+    return tvm.transform.Sequential([LowerPlaneTasks(), stock]), finalize_host, finalize_device
+
+
+tvm.tirx.register_tir_pipeline(TIR_PIPELINE, _pipeline)
