@@ -57,13 +57,14 @@ NUMBER = 10
 def _power_primfunc(n: int, target):
     """``power_only``: the fast path's power of each of ``n`` float32 elements."""
     from tvm_lrn import canonicalize, compute, intrin
+    from tvm_lrn.compute.fast import plain_formula
 
     params = canonicalize(5, 1e-4, 0.75, 1.0, ndim=1, axis=0)
     estimate = intrin.has_rsqrt_estimate(target)
-    fmt = compute._FORMATS["float32"]
+    fmt = compute.number_format("float32")
 
     def power(a, i):
-        return compute._plain(a[i], a[i] * a[i], params, fmt, estimate)
+        return plain_formula(a[i], a[i] * a[i], params, fmt, estimate)
 
     return flat_map_primfunc(n, "float32", power)
 

@@ -96,7 +96,7 @@ def lrn_primfunc(
     """
     from tvm import te, tirx
 
-    from tvm_lrn import compute
+    from tvm_lrn import op
 
     params = lrn.params(len(shape))
     dims = [
@@ -105,7 +105,7 @@ def lrn_primfunc(
     ]
     x = te.placeholder(dims, dtype, name="x")
     with target if target is not None else contextlib.nullcontext():
-        y = compute.lrn(
+        y = op.lrn_compute(
             x, params, safe_scaling=safe_scaling, form=form, rsqrt_estimate=rsqrt_estimate
         )
     func = te.create_prim_func([x, y])

@@ -13,7 +13,7 @@ from inputs import extremes, log_uniform
 from tvm import te, tirx
 
 import tvm_lrn
-from tvm_lrn import canonicalize, compute, eager, reference
+from tvm_lrn import canonicalize, compute, eager, op, reference
 
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
 
@@ -243,7 +243,7 @@ def test_run_rejects_axis_out_of_range():
 def _fast_limit(size, alpha, beta, bias):
     """The largest input magnitude the guarded form takes its float32 fast path for."""
     p = canonicalize(size, alpha, beta, bias, ndim=4)
-    return compute._input_limit(p, compute._FORMATS["float32"])
+    return compute.input_limit(p, compute.number_format("float32"))
 
 
 @pytest.mark.parametrize("size, alpha, beta, bias", [(5, 1e-4, 0.75, 1.0), (3, 1.0, 1.0, 1e-6)])
@@ -251,7 +251,7 @@ def test_input_limit_bounds_every_window_sum(size, alpha, beta, bias):
     """Inputs up to the limit keep every window sum within the fast range, exactly: the
     limit is the largest float32 for which that holds."""
     p = canonicalize(size, alpha, beta, bias, ndim=4)
-    bound = compute._sum_bound(p, compute._FORMATS["float32"])
+    bound = compute.sum_bound(p, compute.number_format("float32"))
     limit = _fast_limit(size, alpha, beta, bias)
     above = float(np.nextafter(np.float32(limit), np.float32(np.inf)))
     assert np.float32(limit) == limit
@@ -314,24 +314,24 @@ def test_form_follows_the_target():
     checked for static planes (the plane schedule speculates), else guarded."""
     x = te.placeholder((2, 8, 4, 4), "float32", name="x")
     p = canonicalize(5, ndim=4)
-    assert compute.form_for(None) == "guarded"
+    assert op.form_for(None) == "guarded"
     n = tirx.Var("n", "int64")
-    assert compute.form_for(None, (n, 96, 55, 55), 1) == "checked"  # symbolic batch
-    assert compute.form_for(None, (1, 96, n, 55), 1) == "guarded"  # symbolic plane
-    assert compute.form_for(None, (1, 55, 55, 96), 3) == "guarded"  # channels-last
-    assert compute.form_for(None, (2, 8, 65537), 1) == "guarded"  # a prime row > PLANE_MAX
-    assert compute.form_for(None, (4, 3, 256, 256), 1) == "checked"  # rows are chunked
-    assert compute.form_for(None, (1, 96, 0, 55), 1) == "guarded"  # empty plane
-    assert compute.form_for(tvm.target.Target("metal")) == "scaled"  # no float64
+    assert op.form_for(None, (n, 96, 55, 55), 1) == "checked"  # symbolic batch
+    assert op.form_for(None, (1, 96, n, 55), 1) == "guarded"  # symbolic plane
+    assert op.form_for(None, (1, 55, 55, 96), 3) == "guarded"  # channels-last
+    assert op.form_for(None, (2, 8, 65537), 1) == "guarded"  # a prime row > PLANE_MAX
+    assert op.form_for(None, (4, 3, 256, 256), 1) == "checked"  # rows are chunked
+    assert op.form_for(None, (1, 96, 0, 55), 1) == "guarded"  # empty plane
+    assert op.form_for(tvm.target.Target("metal")) == "scaled"  # no float64
     vulkan = {"kind": "vulkan", "supports_float64": True}
-    assert compute.form_for(tvm.target.Target(vulkan)) == "checked"
+    assert op.form_for(tvm.target.Target(vulkan)) == "checked"
     with tvm.target.Target({"kind": "cuda", "arch": "sm_90"}):
-        assert compute.form_for(tvm.target.Target.current()) == "checked"
-        assert compute.lrn(x, p).op.input_tensors == [x]  # no guard tensor
+        assert op.form_for(tvm.target.Target.current()) == "checked"
+        assert op.lrn_compute(x, p).op.input_tensors == [x]  # no guard tensor
     with tvm.target.Target("llvm"):
-        assert compute.lrn(x, p).op.input_tensors == [x]
+        assert op.lrn_compute(x, p).op.input_tensors == [x]
         last = te.placeholder((2, 4, 4, 8), "float32", name="x")
-        guarded = compute.lrn(last, canonicalize(5, axis=-1, ndim=4))
+        guarded = op.lrn_compute(last, canonicalize(5, axis=-1, ndim=4))
         assert [t.op.name for t in guarded.op.input_tensors] == ["lrn_range", "x"]
     with pytest.raises(ValueError, match="form must be one of"):
         compute.lrn(x, p, form="fast")

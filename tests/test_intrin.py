@@ -138,7 +138,7 @@ def test_fast_path_meets_the_contract_with_and_without_estimate(beta, target):
     if target is HASWELL and not tvm.target.codegen.target_has_features("avx2", host_target()):
         pytest.skip("the host CPU cannot run haswell code")
     p = canonicalize(3, 3.0, beta, 1.0, 1, "torch", ndim=4)
-    limit = compute._input_limit(p, compute._FORMATS["float32"])  # every block in range
+    limit = compute.input_limit(p, compute.number_format("float32"))  # every block in range
     rng = np.random.default_rng(1)
     shape = (3, 16, 9, 11)
     x = np.exp2(rng.uniform(-20, np.log2(limit), shape)) * rng.choice([-1, 1], shape)

@@ -18,7 +18,7 @@ from tvm import s_tir, te, tirx
 from tvm.s_tir import dlight as dl
 from tvm.target import Target
 
-from tvm_lrn import compute, reference
+from tvm_lrn import compute, op, reference
 from tvm_lrn.eager import lrn_primfunc
 from tvm_lrn.lower import TIR_PIPELINE, cuda_math, lower_plane_tasks
 from tvm_lrn.spec import canonicalize
@@ -39,7 +39,7 @@ def static_primfunc(shape, dtype, params, form=None):
     """The LRN PrimFunc with static int64 shapes, as Relax legalization makes it."""
     params = params.with_axis(len(shape))
     x = te.placeholder([tirx.IntImm("int64", s) for s in shape], dtype, name="x")
-    func = te.create_prim_func([x, compute.lrn(x, params, form=form)])
+    func = te.create_prim_func([x, op.lrn_compute(x, params, form=form)])
     return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
 
 
@@ -836,7 +836,7 @@ def test_eager_cuda_kernel_installs_the_precise_callback():
 _GUARD_PAGE_SCRIPT = r"""
 import ctypes, mmap, sys
 import numpy as np, torch, tvm
-from tvm_lrn import canonicalize, compute
+from tvm_lrn import canonicalize, compute, op
 from tvm_lrn.eager import lrn_primfunc
 from tvm_lrn.strategy import schedule_primfunc
 
@@ -864,7 +864,7 @@ for shape, axis in [((2, 8, 16, 16), 1), ((2, 16, 16, 8), 3)]:
             params = canonicalize(5, axis=axis, ndim=4)
             if static:
                 x = tvm.te.placeholder(shape, "float32", name="x")
-                y = compute.lrn(x, params, form=form)
+                y = op.lrn_compute(x, params, form=form)
                 func = tvm.te.create_prim_func([x, y]).with_attrs(
                     {"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
             else:

@@ -30,6 +30,7 @@ from tvm_lrn import tune as T
 from tvm_lrn.reference import lrn_exact
 from tvm_lrn.spec import canonicalize
 from tvm_lrn.target import resolve_target
+from tvm_lrn.tune import database as tune_database
 
 SHAPE = (1, 16, 12, 12)
 OTHER_SHAPE = (1, 16, 12, 10)
@@ -145,7 +146,8 @@ def test_repair_drops_a_torn_line(tmp_path):
 def test_shipped_database_lookup(tmp_path, monkeypatch):
     monkeypatch.setenv(T.SCHEDULES_ENV, str(tmp_path))
     assert T.schedules_roots()[0] == tmp_path  # the environment comes first
-    monkeypatch.setattr(T, "schedules_roots", lambda: [tmp_path])
+    # Patched where shipped_database looks it up (the package re-exports it).
+    monkeypatch.setattr(tune_database, "schedules_roots", lambda: [tmp_path])
     folder = tmp_path / T.target_key(None)
     folder.mkdir()
     assert T.shipped_database(None) is None  # a folder without the JSON files

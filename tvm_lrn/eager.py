@@ -8,7 +8,7 @@ import numpy as np
 import tvm
 from tvm import te
 
-from . import compute
+from . import compute, op
 from .interop import borrow_torch
 from .spec import LRNParams, canonicalize, check_dtype
 from .target import resolve_target
@@ -48,14 +48,14 @@ def lrn_primfunc(
     params = params.with_axis(ndim)
     shape = [te.var(f"n{i}", dtype="int64") for i in range(ndim)]
     x = te.placeholder(shape, check_dtype(dtype), name="x")
-    y = compute.lrn(x, params, safe_scaling=safe_scaling, form=form)
+    y = op.lrn_compute(x, params, safe_scaling=safe_scaling, form=form)
     func = te.create_prim_func([x, y])
     return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
 
 
 def _form_for(target: tvm.target.Target) -> str:
     # A module-level hook (tests force each safe form through it).
-    return compute.form_for(target)
+    return op.form_for(target)
 
 
 @functools.lru_cache(maxsize=64)

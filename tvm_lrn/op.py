@@ -8,7 +8,7 @@ builder :func:`tvm_lrn` is installed on ``tvm.relax.script`` (and its parser) so
 modules parse back.
 
 Legalization builds :func:`tvm_lrn.compute.lrn` (in the safe form for the target:
-:func:`tvm_lrn.compute.form_for`) into a PrimFunc named ``lrn`` that carries the parameters as
+:func:`form_for`) into a PrimFunc named ``lrn`` that carries the parameters as
 ``tvm_lrn.*`` attributes (how the strategy, the tuner and :mod:`tvm_lrn.build` recognize
 LRN kernels) and
 ``op_pattern = kOpaque`` so that FuseOps leaves it alone and the attributes survive.
@@ -20,8 +20,9 @@ import tvm
 import tvm.relax.script as _relax_script
 import tvm.relax.script.parser as _relax_parser
 from tvm import relax, te
+from tvm.target import Target
 
-from . import compute
+from . import compute, intrin
 from .spec import LRNParams, canonicalize, check_canonical, check_dtype
 
 __all__ = [
@@ -30,7 +31,9 @@ __all__ = [
     "OP_PATTERN_OPAQUE",
     "PRIMFUNC_ATTR_PREFIX",
     "PRIMFUNC_NAME",
+    "form_for",
     "is_lrn_primfunc",
+    "lrn_compute",
     "lrn_primfunc",
     "local_response_norm",
     "params_from_attrs",
@@ -155,6 +158,62 @@ def _infer_type(call: relax.Call, bb: relax.BlockBuilder) -> relax.TensorType:
 # --------------------------------------------------------------------------- legalization
 
 
+def form_for(target, shape=None, axis: int | None = None) -> str:
+    """The safe form (:mod:`tvm_lrn.compute.forms`) that suits ``target`` and the input.
+
+    Parameters
+    ----------
+    target : tvm.target.Target or None
+        The compilation target, if known.
+    shape : sequence of int or PrimExpr, optional
+        The input shape (CPUs: see below).
+    axis : int, optional
+        The LRN axis, non-negative (with ``shape``).
+
+    Returns
+    -------
+    str
+        ``"checked"`` for GPU targets with float64 (CUDA, ROCm, and others that declare
+        ``supports_float64``): their threads take a branch per output cheaply;
+        ``"scaled"`` for other GPU targets (no float64 for the fallback). CPUs:
+        ``"checked"`` where the CPU schedule computes the input in plane chunks
+        (:func:`tvm_lrn.compute.plane_chunk`), ``"guarded"`` elsewhere (symbolic or
+        channels-last shapes). The first two fall back to ``"scaled"`` where they do not
+        apply (:func:`tvm_lrn.compute.resolve_form`).
+    """
+    if target is None or "gpu" not in target.keys:
+        planes = shape is not None and axis is not None and compute.plane_chunk(shape, axis)
+        return "checked" if planes else "guarded"
+    float64 = target.kind.name in ("cuda", "rocm") or target.attrs.get("supports_float64")
+    return "checked" if float64 else "scaled"
+
+
+def lrn_compute(
+    data: te.Tensor,
+    params: LRNParams,
+    *,
+    form: str | None = None,
+    safe_scaling: bool = True,
+    rsqrt_estimate: bool | None = None,
+) -> te.Tensor:
+    """:func:`tvm_lrn.compute.lrn` for the current target (``Target.current()``).
+
+    ``form=None`` takes :func:`form_for` the target and shape, ``rsqrt_estimate=None``
+    the refined square-root estimate where the target has it
+    (:func:`tvm_lrn.intrin.has_rsqrt_estimate`); ``safe_scaling`` as in
+    :func:`tvm_lrn.compute.lrn`.
+    """
+    target = Target.current(allow_none=True)
+    params = params.with_axis(len(data.shape))
+    if form is None:
+        form = form_for(target, data.shape, params.axis)
+    if rsqrt_estimate is None:
+        rsqrt_estimate = intrin.has_rsqrt_estimate(target)
+    return compute.lrn(
+        data, params, form=form, rsqrt_estimate=rsqrt_estimate, safe_scaling=safe_scaling
+    )
+
+
 def lrn_primfunc(
     ty: relax.TensorType, params: LRNParams, form: str | None = None
 ) -> tvm.tirx.PrimFunc:
@@ -172,7 +231,7 @@ def lrn_primfunc(
     form : str, optional
         The safe form (see :func:`tvm_lrn.compute.lrn`); by default the one for
         ``Target.current()``, which ``tvm.compile`` sets while it legalizes, and the
-        shape (:func:`tvm_lrn.compute.form_for`: the checked form on GPUs and for static
+        shape (:func:`form_for`: the checked form on GPUs and for static
         planes on CPUs, the guarded form for other CPU shapes).
 
     Returns
@@ -187,7 +246,7 @@ def lrn_primfunc(
         else:
             shape.append(te.var(f"n{i}", dtype="int64"))
     data = te.placeholder(shape, str(ty.dtype), name="x")
-    out = compute.lrn(data, params, form=form)
+    out = lrn_compute(data, params, form=form)
     # Not bb.call_te: it always builds with index_dtype_override="int64", which also widens
     # the int32 exponent arithmetic of the safe compute (bit-casts to float32) into int64
     # and LLVM then rejects the i64 -> float bitcast. Relax shapes are int64 already, so

@@ -42,7 +42,7 @@ import math
 import tvm
 from tvm import s_tir, tirx
 
-from ..compute import _static, chunk_rows, guard_block, plane_chunk
+from ..compute import chunk_rows, guard_block, plane_chunk, static_extents
 from ..lower.annotations import PLANE_TASK
 
 __all__ = [
@@ -198,7 +198,7 @@ def schedule_planes(
     # checked forms, the fast path alone); the scaled form's reductions are computed per
     # channel.
     plane_bytes = math.prod(int(e) for e in extents[axis + 1 :]) * itemsize
-    static = _static(extents)  # None: a symbolic leading dimension
+    static = static_extents(extents)  # None: a symbolic leading dimension
     tensor_bytes = None if static is None else math.prod(static) * itemsize
     run = 1 if blocks.reductions else channel_run(channels, plane_bytes, tensor_bytes)
     run_loop = sch.split(c_inner, [None, run])[1] if run > 1 else None
