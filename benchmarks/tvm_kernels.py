@@ -76,40 +76,14 @@ def tvm_bench(func, x: np.ndarray, device: str, note: str = "") -> Bench:
     return Bench(lambda: kernel(xt, yt), result, note)
 
 
-def lrn_primfunc(
-    shape,
-    dtype: str,
-    lrn: LRNArgs,
-    target=None,
-    *,
-    form: str | None = None,
-    safe_scaling: bool = True,
-    rsqrt_estimate: bool | None = None,
-):
-    """The LRN PrimFunc ``(x, y)`` of ``shape``: each int entry a static int64 extent (as
-    Relax legalization writes it), each None a symbolic int64 one.
-
-    Built under ``target`` where one is given: the safe form and the square roots that
-    ``form=None`` and ``rsqrt_estimate=None`` leave to the compute are those of that
-    target (:func:`tvm_lrn.compute.lrn`); ``safe_scaling=False`` builds the fast path
-    alone. The one place the benchmarks build an LRN PrimFunc themselves.
-    """
-    from tvm import te, tirx
-
+def lrn_primfunc(shape, dtype: str, lrn: LRNArgs, target=None, **options):
+    """:func:`tvm_lrn.op.lrn_primfunc` of ``shape`` (each None a symbolic extent) for the
+    benchmark's LRN arguments, built under ``target`` where one is given: the safe form
+    and the square roots that ``options`` leave to the compute are that target's."""
     from tvm_lrn import op
 
-    params = lrn.params(len(shape))
-    dims = [
-        te.var(f"n{i}", dtype="int64") if d is None else tirx.IntImm("int64", d)
-        for i, d in enumerate(shape)
-    ]
-    x = te.placeholder(dims, dtype, name="x")
     with target if target is not None else contextlib.nullcontext():
-        y = op.lrn_compute(
-            x, params, safe_scaling=safe_scaling, form=form, rsqrt_estimate=rsqrt_estimate
-        )
-    func = te.create_prim_func([x, y])
-    return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
+        return op.lrn_primfunc(shape, dtype, lrn.params(len(shape)), **options)
 
 
 def legalized_lrn_primfunc(shape, dtype: str, lrn: LRNArgs, device: str):

@@ -337,11 +337,11 @@ def main(argv=None) -> int:
             # fast-math build really happens, and again afterwards.
             from tvm_lrn import eager
 
-            eager._kernel.cache_clear()
+            eager.kernel.cache_clear()
             gpu_strategy.set_precise_cuda_math(False)
             print("\n== numerical contract (TVM default --use_fast_math), for information ==")
             run_contract(torch, device, "fast-math")
-            eager._kernel.cache_clear()
+            eager.kernel.cache_clear()
             gpu_strategy.set_precise_cuda_math(True)
         print(f"\ncontract: {'all passed' if failures == 0 else f'{failures} case(s) FAILED'}")
     if not args.skip_timing:

@@ -29,15 +29,15 @@ SAFE_FORMS = ("guarded", "checked", "scaled")
 
 @contextlib.contextmanager
 def forced_form(form: str):
-    """Make ``tvm_lrn.run`` build kernels in ``form`` (one of :data:`SAFE_FORMS`)."""
-    from tvm_lrn import eager
+    """Make ``tvm_lrn.run`` and legalization build kernels in ``form`` (see SAFE_FORMS)."""
+    from tvm_lrn import op
 
-    saved = eager._form_for
-    eager._form_for = lambda target: form
+    saved = op.form_for
+    op.form_for = lambda target, shape=None, axis=None: form
     try:
         yield
     finally:
-        eager._form_for = saved
+        op.form_for = saved
 
 
 @pytest.fixture(params=SAFE_FORMS)

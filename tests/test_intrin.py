@@ -10,7 +10,7 @@ from accuracy import check_against_exact
 from tvm import s_tir, te
 
 import tvm_lrn
-from tvm_lrn import canonicalize, compute, intrin, reference
+from tvm_lrn import canonicalize, compute, intrin, op, reference
 from tvm_lrn.build import schedule_lrn, schedule_lrn_functions
 from tvm_lrn.strategy import schedule_primfunc
 from tvm_lrn.target import host_target
@@ -76,7 +76,7 @@ def test_estimate_is_exact_where_there_is_no_instruction(lanes):
 
 def _lrn_primfunc(target):
     with tvm.target.Target(target):
-        return tvm_lrn.eager.lrn_primfunc(4, "float32", canonicalize(5, ndim=4))
+        return op.lrn_primfunc([None] * 4, "float32", canonicalize(5, ndim=4))
 
 
 def test_the_compute_uses_the_estimate_only_where_the_target_has_it():

@@ -19,10 +19,9 @@ from tvm.s_tir import dlight as dl
 from tvm.target import Target
 
 from tvm_lrn import compute, op, reference
-from tvm_lrn.eager import lrn_primfunc
 from tvm_lrn.lower import TIR_PIPELINE, cuda_math, lower_plane_tasks
 from tvm_lrn.spec import canonicalize
-from tvm_lrn.strategy import CPULRN, GPULRN, cpu_planes, is_lrn_primfunc, schedule_primfunc
+from tvm_lrn.strategy import CPULRN, GPULRN, cpu_planes, has_lrn_blocks, schedule_primfunc
 from tvm_lrn.strategy.common import walk
 from tvm_lrn.strategy.cpu import choose_tile, vector_bits
 
@@ -35,20 +34,11 @@ A64 = Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "neoverse-
 HOST = Target.from_device("cpu")
 
 
-def static_primfunc(shape, dtype, params, form=None):
-    """The LRN PrimFunc with static int64 shapes, as Relax legalization makes it."""
-    params = params.with_axis(len(shape))
-    x = te.placeholder([tirx.IntImm("int64", s) for s in shape], dtype, name="x")
-    func = te.create_prim_func([x, op.lrn_compute(x, params, form=form)])
-    return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
-
-
 def make(shape, dtype, params, static, form=None):
     """``form=None``: the form a CPU target gets (and a build without one): the checked
     form for static planes after the LRN axis, else the guarded form."""
-    if static:
-        return static_primfunc(shape, dtype, params, form)
-    return lrn_primfunc(len(shape), dtype, params, form=form)
+    dims = shape if static else [None] * len(shape)
+    return op.lrn_primfunc(dims, dtype, params, form=form)
 
 
 def block_names(func):
@@ -82,7 +72,8 @@ def loop_kinds(func):
 
 
 def build(func, target, pipeline=TIR_PIPELINE):
-    """Compile a scheduled PrimFunc as tvm_lrn builds its kernels."""
+    """Compile a scheduled PrimFunc as tvm_lrn builds its kernels (exported as ``main``)."""
+    func = func.with_attr("global_symbol", "main")
     return tvm.compile(func, target=target, tir_pipeline=pipeline)
 
 
@@ -729,12 +720,12 @@ def _not_lrn():
 
 def test_rules_ignore_other_primfuncs_and_targets():
     other = _not_lrn()
-    assert not is_lrn_primfunc(other)
+    assert not has_lrn_blocks(other) and not op.is_lrn_primfunc(other)
     assert CPULRN().apply(other, HOST, False) is None
     assert GPULRN().apply(other, CUDA80, False) is None
     assert schedule_primfunc(other, HOST).same_as(other)
-    lrn = lrn_primfunc(2, "float32", canonicalize(3, ndim=2))
-    assert is_lrn_primfunc(lrn)
+    lrn = op.lrn_primfunc([None] * 2, "float32", canonicalize(3, ndim=2))
+    assert has_lrn_blocks(lrn) and op.is_lrn_primfunc(lrn)
     assert CPULRN().apply(lrn, CUDA80, False) is None
     assert GPULRN().apply(lrn, HOST, False) is None
     c_target = Target("c")  # neither llvm nor a GPU: nothing applies
@@ -748,13 +739,14 @@ def test_rules_ignore_other_primfuncs_and_targets():
         .without_attr("tvm_lrn.beta")
         .without_attr("tvm_lrn.bias")
     )
-    assert is_lrn_primfunc(bare) and CPULRN().apply(bare, HOST, False) is not None
-    identity = lrn_primfunc(3, "float32", canonicalize(3, beta=0.0, ndim=3))
+    assert not op.is_lrn_primfunc(bare) and has_lrn_blocks(bare)
+    assert CPULRN().apply(bare, HOST, False) is not None
+    identity = op.lrn_primfunc([None] * 3, "float32", canonicalize(3, beta=0.0, ndim=3))
     assert GPULRN().apply(identity, CUDA80, False) is not None
 
 
 def test_user_rule_is_honored():
-    lrn = lrn_primfunc(2, "float32", canonicalize(3, ndim=2))
+    lrn = op.lrn_primfunc([None] * 2, "float32", canonicalize(3, ndim=2))
     seen = []
 
     def my_rule(func, target):
@@ -777,8 +769,8 @@ def test_user_rule_is_honored():
 
 
 def test_rules_work_in_dlight_apply_default_schedule():
-    lrn = static_primfunc((1, 8, 4, 4), "float32", canonicalize(3, ndim=4))
-    mod = tvm.IRModule({"main": lrn})
+    lrn = op.lrn_primfunc((1, 8, 4, 4), "float32", canonicalize(3, ndim=4))
+    mod = tvm.IRModule({"main": lrn.with_attr("global_symbol", "main")})
     with HOST:
         mod = dl.ApplyDefaultSchedule(CPULRN())(mod)
     assert bool(mod["main"].attrs["tirx.is_scheduled"])
@@ -788,7 +780,9 @@ def test_rules_work_in_dlight_apply_default_schedule():
 
 
 def test_already_scheduled_is_left_alone():
-    lrn = lrn_primfunc(2, "float32", canonicalize(3, ndim=2)).with_attr("tirx.is_scheduled", True)
+    lrn = op.lrn_primfunc([None] * 2, "float32", canonicalize(3, ndim=2)).with_attr(
+        "tirx.is_scheduled", True
+    )
     assert schedule_primfunc(lrn, HOST).same_as(lrn)
 
 
@@ -806,7 +800,7 @@ def test_channels_last_symbolic_kernel_stays_in_bounds(shape, size):
     buf = torch.full((n + 2 * pad,), 7.0)
     out = buf[pad : pad + n].view(shape)
     params = canonicalize(size, 1e-2, 0.75, 1.0, axis=-1, ndim=len(shape))
-    func = schedule_primfunc(lrn_primfunc(len(shape), "float32", params), HOST)
+    func = schedule_primfunc(op.lrn_primfunc([None] * len(shape), "float32", params), HOST)
     build(func, HOST)(tvm.runtime.from_dlpack(x), tvm.runtime.from_dlpack(out))
     assert (buf[:pad] == 7).all() and (buf[pad + n :] == 7).all()
     np.testing.assert_allclose(
@@ -825,8 +819,7 @@ def test_eager_cuda_kernel_installs_the_precise_callback():
     default = tvm_ffi.get_global_func(name)
     params = canonicalize(5, ndim=4)
     try:
-        eager._TARGETS.setdefault(str(CUDA80), CUDA80)
-        eager._kernel(4, "float32", params, str(CUDA80), eager._form_for(CUDA80))
+        eager.kernel(4, "float32", params, str(CUDA80), op.form_for(CUDA80))
         assert not tvm_ffi.get_global_func(name).same_as(default)
     finally:
         cuda_math.set_precise_cuda_math(False)
@@ -837,7 +830,6 @@ _GUARD_PAGE_SCRIPT = r"""
 import ctypes, mmap, sys
 import numpy as np, torch, tvm
 from tvm_lrn import canonicalize, compute, op
-from tvm_lrn.eager import lrn_primfunc
 from tvm_lrn.strategy import schedule_primfunc
 
 libc = ctypes.CDLL(None)
@@ -862,14 +854,10 @@ for shape, axis in [((2, 8, 16, 16), 1), ((2, 16, 16, 8), 3)]:
     for form in ("guarded", "checked", "scaled"):
         for static in (True, False):
             params = canonicalize(5, axis=axis, ndim=4)
-            if static:
-                x = tvm.te.placeholder(shape, "float32", name="x")
-                y = op.lrn_compute(x, params, form=form)
-                func = tvm.te.create_prim_func([x, y]).with_attrs(
-                    {"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
-            else:
-                func = lrn_primfunc(4, "float32", params, form=form)
-            kernel = tvm.compile(schedule_primfunc(func, host), target=host, tir_pipeline="tvm_lrn")
+            dims = shape if static else [None] * 4
+            func = op.lrn_primfunc(dims, "float32", params, form=form)
+            func = schedule_primfunc(func, host).with_attr("global_symbol", "main")
+            kernel = tvm.compile(func, target=host, tir_pipeline="tvm_lrn")
             _keep_x, x_np = fenced(shape)
             _keep_y, y_np = fenced(shape)
             x_np[...] = np.random.default_rng(0).standard_normal(shape)

@@ -6,76 +6,51 @@ import functools
 
 import numpy as np
 import tvm
-from tvm import te
 
 from . import compute, op
 from .interop import borrow_torch
 from .spec import LRNParams, canonicalize, check_dtype
 from .target import resolve_target
 
-__all__ = ["run", "lrn_primfunc"]
+__all__ = ["run", "kernel"]
 
 
-def lrn_primfunc(
-    ndim: int,
-    dtype: str,
-    params: LRNParams,
-    *,
-    safe_scaling: bool = True,
-    form: str | None = None,
-) -> tvm.tirx.PrimFunc:
-    """A PrimFunc ``main(x, y)`` for every shape of rank ``ndim`` (int64 symbolic dims).
+@functools.lru_cache(maxsize=64)
+def kernel(ndim: int, dtype: str, params: LRNParams, target: str, form: str):
+    """The compiled LRN kernel ``(x, y)`` for every shape of rank ``ndim``, cached.
 
     Parameters
     ----------
     ndim : int
-        Rank of the input.
+        Rank of the input; every dimension is a symbolic int64 extent.
     dtype : str
         Input dtype.
     params : LRNParams
-        Canonical parameters; the axis is checked against ``ndim``.
-    safe_scaling : bool
-        ``False`` only for benchmarks (see :func:`tvm_lrn.compute.lrn`).
-    form : str, optional
-        The safe form (see :func:`tvm_lrn.compute.lrn`); by default the one for the
-        current target.
+        Canonical parameters, with the axis for ``ndim``.
+    target : str
+        The target's JSON text (``str(tvm.target.Target(...))``): hashable, so that
+        equal targets share a kernel.
+    form : str
+        The safe form that is built (see :mod:`tvm_lrn.compute.forms`).
 
     Returns
     -------
-    tvm.tirx.PrimFunc
-        Carries the LRN parameters as attributes (``tvm_lrn.*``).
+    tvm.runtime.Module
+        Callable as ``kernel(x, y)`` on tensors of ``target``'s device.
     """
-    params = params.with_axis(ndim)
-    shape = [te.var(f"n{i}", dtype="int64") for i in range(ndim)]
-    x = te.placeholder(shape, check_dtype(dtype), name="x")
-    y = op.lrn_compute(x, params, safe_scaling=safe_scaling, form=form)
-    func = te.create_prim_func([x, y])
-    return func.with_attrs({"tvm_lrn." + k: v for k, v in params.as_attrs().items()})
-
-
-def _form_for(target: tvm.target.Target) -> str:
-    # A module-level hook (tests force each safe form through it).
-    return op.form_for(target)
-
-
-@functools.lru_cache(maxsize=64)
-def _kernel(ndim: int, dtype: str, params: LRNParams, target_json: str, form: str):
     from .strategy import schedule_primfunc  # late: the strategy imports tvm.s_tir
 
-    target = _TARGETS[target_json]
+    target = tvm.target.Target(target)
     if target.kind.name == "cuda":
         # The CUDA source is compiled when first loaded on the GPU: without fast math
         # (flush-to-zero and approximate division break the contract for tiny values).
         from .strategy import set_precise_cuda_math
 
         set_precise_cuda_math(True)
-    with target:  # the compute reads target features (see tvm_lrn.compute.lrn)
-        func = lrn_primfunc(ndim, dtype, params, form=form)
+    with target:  # the compute reads target features (see tvm_lrn.op.lrn_compute)
+        func = op.lrn_primfunc([None] * ndim, dtype, params, form=form)
     func = schedule_primfunc(func, target)
-    return tvm.compile(func, target=target)
-
-
-_TARGETS: dict[str, tvm.target.Target] = {}
+    return tvm.compile(func.with_attr("global_symbol", "main"), target=target)
 
 
 def _device_for(target: tvm.target.Target, index: int = 0):
@@ -108,23 +83,21 @@ def run(x, *, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch",
         dtype = check_dtype(x.dtype.name)
     params = canonicalize(size, alpha, beta, bias, axis, convention, ndim=x.ndim)
     target = resolve_target(target)
-    key = str(target)
-    _TARGETS.setdefault(key, target)
     # The form that is built, so that forms that fall back to the same kernel share it.
-    form = compute.resolve_form(dtype, params, _form_for(target))
-    kernel = _kernel(x.ndim, dtype, params, key, form)
+    form = compute.resolve_form(dtype, params, op.form_for(target))
+    compiled = kernel(x.ndim, dtype, params, str(target), form)
     if is_torch:
         import torch
 
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
         if x.numel():
-            kernel(borrow_torch(x), tvm.runtime.from_dlpack(out))
+            compiled(borrow_torch(x), tvm.runtime.from_dlpack(out))
         return out
     dev = _device_for(target)
     x = np.ascontiguousarray(x)
     out = tvm.runtime.empty(x.shape, dtype, dev)
     if x.size:
-        kernel(tvm.runtime.tensor(x, dev), out)
+        compiled(tvm.runtime.tensor(x, dev), out)
     return out.numpy()
 
 

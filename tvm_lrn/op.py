@@ -215,38 +215,49 @@ def lrn_compute(
 
 
 def lrn_primfunc(
-    ty: relax.TensorType, params: LRNParams, form: str | None = None
+    shape,
+    dtype: str,
+    params: LRNParams,
+    *,
+    form: str | None = None,
+    safe_scaling: bool = True,
+    rsqrt_estimate: bool | None = None,
 ) -> tvm.tirx.PrimFunc:
-    """The LRN PrimFunc ``(x, y)`` for inputs of type ``ty``, tagged with ``tvm_lrn.*``.
+    """The LRN PrimFunc ``(x, y)`` of ``shape``, tagged with ``tvm_lrn.*`` attributes.
 
-    Static dimensions stay constants; each symbolic one becomes its own int64 variable,
-    so the kernel serves every value of it (and any shape expression, like ``2 * n``).
+    The one builder of LRN kernels: legalization, :func:`tvm_lrn.run`, the tuner and the
+    benchmarks all build through it.
 
     Parameters
     ----------
-    ty : relax.TensorType
-        Input type with a known shape.
+    shape : sequence of int, IntImm, None or PrimExpr
+        Constant dimensions stay static int64 extents; every other one (None, a symbolic
+        variable or expression such as ``2 * n``) becomes its own int64 variable, so the
+        kernel serves every value of it.
+    dtype : str
+        Input dtype.
     params : LRNParams
-        Canonical parameters.
-    form : str, optional
-        The safe form (see :func:`tvm_lrn.compute.lrn`); by default the one for
-        ``Target.current()``, which ``tvm.compile`` sets while it legalizes, and the
-        shape (:func:`form_for`: the checked form on GPUs and for static
-        planes on CPUs, the guarded form for other CPU shapes).
+        Canonical parameters; the axis is checked against ``len(shape)``.
+    form, safe_scaling, rsqrt_estimate
+        As in :func:`lrn_compute`: by default what suits ``Target.current()``, which
+        ``tvm.compile`` sets while it legalizes.
 
     Returns
     -------
     tvm.tirx.PrimFunc
         No ``global_symbol``; attributes from :func:`primfunc_attrs`.
     """
-    shape = []
-    for i, dim in enumerate(ty.shape.values):
-        if isinstance(dim, tvm.tirx.IntImm):
-            shape.append(tvm.tirx.IntImm("int64", int(dim.value)))
-        else:
-            shape.append(te.var(f"n{i}", dtype="int64"))
-    data = te.placeholder(shape, str(ty.dtype), name="x")
-    out = lrn_compute(data, params, form=form)
+    params = params.with_axis(len(shape))
+    dims = [
+        tvm.tirx.IntImm("int64", int(d))
+        if isinstance(d, int | tvm.tirx.IntImm)
+        else te.var(f"n{i}", dtype="int64")
+        for i, d in enumerate(shape)
+    ]
+    data = te.placeholder(dims, check_dtype(dtype), name="x")
+    out = lrn_compute(
+        data, params, form=form, safe_scaling=safe_scaling, rsqrt_estimate=rsqrt_estimate
+    )
     # Not bb.call_te: it always builds with index_dtype_override="int64", which also widens
     # the int32 exponent arithmetic of the safe compute (bit-casts to float32) into int64
     # and LLVM then rejects the i64 -> float bitcast. Relax shapes are int64 already, so
@@ -265,7 +276,7 @@ def _legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         dims = [tvm.tirx.Var(f"lrn_n{i}", "int64") for i in range(int(ty.ndim))]
         x = bb.match_cast(x, relax.TensorType(dims, ty.dtype, ty.vdevice))
         ty = x.ty
-    gvar = bb.add_func(lrn_primfunc(ty, params), PRIMFUNC_NAME)
+    gvar = bb.add_func(lrn_primfunc(ty.shape.values, str(ty.dtype), params), PRIMFUNC_NAME)
     return relax.call_tir(gvar, [x], relax.TensorType(ty.shape, ty.dtype, ty.vdevice))
 
 

@@ -19,7 +19,7 @@ from tvm.target import Target
 
 from ..intrin import check_target
 from ..lower.cuda_math import precise_cuda_math, set_precise_cuda_math
-from .common import is_lrn_primfunc
+from .common import has_lrn_blocks
 from .cpu import CPULRN
 from .gpu import GPULRN
 
@@ -30,7 +30,7 @@ __all__ = [
     "apply_rules",
     "check_rule",
     "default_rules",
-    "is_lrn_primfunc",
+    "has_lrn_blocks",
     "precise_cuda_math",
     "schedule_primfunc",
     "set_precise_cuda_math",
@@ -149,7 +149,7 @@ def schedule_primfunc(func: tirx.PrimFunc, target, rule=None) -> tirx.PrimFunc:
     Parameters
     ----------
     func : tvm.tirx.PrimFunc
-        Usually the LRN PrimFunc (:func:`tvm_lrn.eager.lrn_primfunc` or the one Relax
+        Usually the LRN PrimFunc (:func:`tvm_lrn.op.lrn_primfunc`, as the one Relax
         legalization makes); anything else is returned unchanged by the built-in rules.
     target : tvm.target.Target, str or dict
         The compilation target.

@@ -10,7 +10,7 @@ from tvm.s_tir import dlight as dl
 __all__ = [
     "LRNBlocks",
     "LRNScheduleRule",
-    "is_lrn_primfunc",
+    "has_lrn_blocks",
     "lrn_blocks",
     "split_loops",
     "walk",
@@ -27,8 +27,12 @@ REDUCTIONS = ("lrn_window_max", "lrn_window_sumsq")
 GUARDS = ("lrn_range",)
 
 
-def is_lrn_primfunc(func) -> bool:
-    """Whether ``func`` is a PrimFunc made by :func:`tvm_lrn.compute.lrn`.
+def has_lrn_blocks(func) -> bool:
+    """Whether ``func`` has exactly the blocks of :func:`tvm_lrn.compute.lrn`.
+
+    The rules recognise LRN by its blocks, not by the ``tvm_lrn.*`` attributes of a
+    legalized kernel (:func:`tvm_lrn.op.is_lrn_primfunc`), so that they also schedule a
+    PrimFunc built from the compute by hand.
 
     Parameters
     ----------
@@ -38,15 +42,11 @@ def is_lrn_primfunc(func) -> bool:
     Returns
     -------
     bool
-        True when it carries a ``tvm_lrn.*`` attribute or has exactly the LRN blocks
-        (``lrn`` plus some of ``lrn_window_max``/``lrn_window_sumsq``/``lrn_range``) and
-        nothing else.
+        True when its blocks are ``lrn`` plus some of ``lrn_window_max``,
+        ``lrn_window_sumsq`` and ``lrn_range``, and nothing else.
     """
     if not isinstance(func, tirx.PrimFunc):
         return False
-    attrs = func.attrs
-    if attrs is not None and any(str(k).startswith("tvm_lrn.") for k in attrs.keys()):
-        return True
     names = _block_names(func)
     return OUTPUT in names and names <= {OUTPUT, *REDUCTIONS, *GUARDS}
 
@@ -206,7 +206,7 @@ class LRNScheduleRule(dl.ScheduleRule):
         s_tir.Schedule or None
             None for a PrimFunc that is not LRN or a target the rule does not serve.
         """
-        if not self.is_target_available(target) or not is_lrn_primfunc(func):
+        if not self.is_target_available(target) or not has_lrn_blocks(func):
             return None
         sch = s_tir.Schedule(func)
         blocks = lrn_blocks(sch)

@@ -112,9 +112,8 @@ def tune(
     rule's schedule is measured and committed first and is searched with its variants
     next to MetaSchedule's generic space, so the best record is never slower than the
     rule. Failed candidates are recorded as failures and the run goes on. Ctrl-C stops
-    the run after the batch being measured (a second Ctrl-C stops it at once): the
-    database keeps every record committed so far and stays loadable, and the result
-    says ``interrupted=True``.
+    after the batch being measured (a second one at once): the database keeps every
+    record committed so far, and the result says ``interrupted=True``.
 
     Parameters
     ----------
