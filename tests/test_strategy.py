@@ -72,8 +72,7 @@ def loop_kinds(func):
 
 
 def build(func, target, pipeline=TIR_PIPELINE):
-    """Compile a scheduled PrimFunc as tvm_lrn builds its kernels (exported as ``main``)."""
-    func = func.with_attr("global_symbol", "main")
+    """Compile a scheduled PrimFunc as tvm_lrn builds its kernels."""
     return tvm.compile(func, target=target, tir_pipeline=pipeline)
 
 
@@ -770,7 +769,7 @@ def test_user_rule_is_honored():
 
 def test_rules_work_in_dlight_apply_default_schedule():
     lrn = op.lrn_primfunc((1, 8, 4, 4), "float32", canonicalize(3, ndim=4))
-    mod = tvm.IRModule({"main": lrn.with_attr("global_symbol", "main")})
+    mod = tvm.IRModule({"main": lrn})
     with HOST:
         mod = dl.ApplyDefaultSchedule(CPULRN())(mod)
     assert bool(mod["main"].attrs["tirx.is_scheduled"])
@@ -855,8 +854,7 @@ for shape, axis in [((2, 8, 16, 16), 1), ((2, 16, 16, 8), 3)]:
         for static in (True, False):
             params = canonicalize(5, axis=axis, ndim=4)
             dims = shape if static else [None] * 4
-            func = op.lrn_primfunc(dims, "float32", params, form=form)
-            func = schedule_primfunc(func, host).with_attr("global_symbol", "main")
+            func = schedule_primfunc(op.lrn_primfunc(dims, "float32", params, form=form), host)
             kernel = tvm.compile(func, target=host, tir_pipeline="tvm_lrn")
             _keep_x, x_np = fenced(shape)
             _keep_y, y_np = fenced(shape)

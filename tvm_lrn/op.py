@@ -245,7 +245,8 @@ def lrn_primfunc(
     Returns
     -------
     tvm.tirx.PrimFunc
-        No ``global_symbol``; attributes from :func:`primfunc_attrs`.
+        Exported as ``main`` (its ``global_symbol``, which legalization drops), with
+        the attributes of :func:`primfunc_attrs`.
     """
     params = params.with_axis(len(shape))
     dims = [
@@ -262,8 +263,7 @@ def lrn_primfunc(
     # the int32 exponent arithmetic of the safe compute (bit-casts to float32) into int64
     # and LLVM then rejects the i64 -> float bitcast. Relax shapes are int64 already, so
     # the plain create_prim_func gets 64-bit indexing without the override.
-    func = te.create_prim_func([data, out]).without_attr("global_symbol")
-    return func.with_attrs(primfunc_attrs(params))
+    return te.create_prim_func([data, out]).with_attrs(primfunc_attrs(params))
 
 
 def _legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
@@ -276,7 +276,9 @@ def _legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         dims = [tvm.tirx.Var(f"lrn_n{i}", "int64") for i in range(int(ty.ndim))]
         x = bb.match_cast(x, relax.TensorType(dims, ty.dtype, ty.vdevice))
         ty = x.ty
-    gvar = bb.add_func(lrn_primfunc(ty.shape.values, str(ty.dtype), params), PRIMFUNC_NAME)
+    func = lrn_primfunc(ty.shape.values, str(ty.dtype), params)
+    # Unnamed: AttachGlobalSymbol names it after its GlobalVar (two "main"s would clash).
+    gvar = bb.add_func(func.without_attr("global_symbol"), PRIMFUNC_NAME)
     return relax.call_tir(gvar, [x], relax.TensorType(ty.shape, ty.dtype, ty.vdevice))
 
 
