@@ -1,0 +1,39 @@
+"""The model zoo: published output shapes, the LRNs each paper places, seeded weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tvm_lrn import zoo
+
+# (LRN count, parameter count of the published single-tower network with 1000 classes)
+PUBLISHED = {
+    "alexnet": (2, 62_378_344),
+    "caffenet": (2, 60_965_224),
+    "zfnet": (2, 62_357_608),
+    "googlenet": (2, 6_998_552),
+}
+
+
+@pytest.mark.parametrize("name", sorted(zoo.NETWORKS))
+def test_network_runs_with_published_structure(name):
+    model = zoo.build(name)
+    lrn_count, param_count = PUBLISHED[name]
+    assert sum(isinstance(m, nn.LocalResponseNorm) for m in model.modules()) == lrn_count
+    assert sum(p.numel() for p in model.parameters()) == param_count
+    with torch.no_grad():
+        y = model(zoo.example_input(name, batch=2))
+    assert y.shape == (2, 1000) and torch.isfinite(y).all()
+
+
+def test_weights_are_seeded():
+    a, b = zoo.build("alexnet", seed=3), zoo.build("alexnet", seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not torch.equal(next(a.parameters()), next(zoo.build("alexnet").parameters()))
+
+
+def test_unknown_network_is_named():
+    with pytest.raises(ValueError, match="unknown zoo network 'vgg'"):
+        zoo.build("vgg")
