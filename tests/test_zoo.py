@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -37,3 +38,18 @@ def test_weights_are_seeded():
 def test_unknown_network_is_named():
     with pytest.raises(ValueError, match="unknown zoo network 'vgg'"):
         zoo.build("vgg")
+
+
+def test_exports_reload_and_match_torch(tmp_path):
+    """The .pt2 reloads through torch.export and the ONNX file runs in ONNX Runtime,
+    both giving the PyTorch module's output (GoogLeNet: the smallest file)."""
+    x = zoo.example_input("googlenet")
+    with torch.no_grad():
+        want = zoo.build("googlenet")(x).numpy()
+    program = torch.export.load(str(zoo.export_pt2("googlenet", tmp_path / "g.pt2")))
+    got_pt2 = program.module()(x).detach().numpy()
+    session = ort.InferenceSession(str(zoo.export_onnx("googlenet", tmp_path / "g.onnx")))
+    (got_onnx,) = session.run(None, {"input": x.numpy()})
+    scale = abs(want).max()
+    assert abs(got_pt2 - want).max() <= 1e-6 * scale
+    assert abs(got_onnx - want).max() <= 1e-4 * scale
