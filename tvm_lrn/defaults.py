@@ -2,10 +2,10 @@
 
 Without them a compiled model runs TVM's unscheduled loops: serial and scalar, which
 for a whole network such as AlexNet is 45x slower than PyTorch. :func:`default_schedules`
-is the module pass the compile pipeline runs after the LRN scheduling and the tuned
-records: DLight's rules for the target, with :class:`ParallelVectorize` on CPU for what
-DLight's two CPU rules schedule badly or not at all (convolution, pooling, matmul
-against a constant, elementwise kernels).
+is the CPU counterpart of the ``ApplyDefaultSchedule`` step that TVM's GPU backends
+already run: :class:`ParallelVectorize` first, for what DLight's two CPU rules schedule
+badly or not at all (convolution, pooling, matmul against a constant, elementwise
+kernels), then those two rules.
 
 :class:`ParallelVectorize` is the classic direct schedule of a reduction with spatial
 outputs: a register tile of ``rows x lanes`` outputs whose lanes run along the innermost
@@ -78,16 +78,11 @@ def _schedule_spatial(sch: Schedule, block, native: int) -> None:
         sch.vectorize(inner)
 
 
-def _tile_loops(sch: Schedule, block_info, vector_reads, lanes_limit: int):
-    """Split the spatial loops of a ``S..SR..R`` block into ``(outer, rows, lanes)``.
-
-    Returns the outer loops (to fuse and parallelize), the row loop and the lane loop.
+def _tile_loops(sch: Schedule, spatial: list, vector_reads, lanes_limit: int):
+    """Split the spatial loops ``[(iter, extent), ...]`` of a ``S..SR..R`` block into
+    ``(outer, rows, lanes)``: the outer loops (to fuse and parallelize), the row loop and
+    the lane loop.
     """
-    extents = _static_extents(block_info)
-    kinds = block_info.dom_kind()
-    spatial = [
-        (it, ext) for it, ext, k in zip(block_info.iters, extents, kinds, strict=True) if k == "S"
-    ]
     last, last_extent = spatial[-1]
     lanes = _lanes(last_extent, lanes_limit)
     free = [
@@ -113,16 +108,14 @@ def _tile_loops(sch: Schedule, block_info, vector_reads, lanes_limit: int):
 def _schedule_reduction(sch: Schedule, info, epilogues, lanes_limit: int) -> None:
     """The register-tiled schedule of one ``S..SR..R`` block and its epilogue blocks."""
     block = info.block_rv
-    vector_reads = []
-    last_var = [it for it, k in zip(info.iters, info.dom_kind(), strict=True) if k == "S"][
-        -1
-    ].var.name
-    for region in sch.get(block).reads:
-        names = _vars_of(region)
-        if last_var in names:
-            vector_reads.append(names)
-    reduction = [it.loop_rv for it, k in zip(info.iters, info.dom_kind(), strict=True) if k == "R"]
-    outer, row_loop, lane_loop = _tile_loops(sch, info, vector_reads, lanes_limit)
+    kinds = info.dom_kind()
+    iters = list(zip(info.iters, _static_extents(info), strict=True))
+    spatial = [pair for pair, k in zip(iters, kinds, strict=True) if k == "S"]
+    reduction = [it.loop_rv for (it, _), k in zip(iters, kinds, strict=True) if k == "R"]
+    last_var = spatial[-1][0].var.name
+    reads = [_vars_of(region) for region in sch.get(block).reads]
+    vector_reads = [names for names in reads if last_var in names]
+    outer, row_loop, lane_loop = _tile_loops(sch, spatial, vector_reads, lanes_limit)
     sch.reorder(*outer, *reduction, row_loop, lane_loop)
     write_back = sch.cache_write(block, 0, "local")
     sch.reverse_compute_at(write_back, outer[-1])
@@ -189,17 +182,8 @@ def _is_spatial(sch: Schedule, block) -> bool:
 
 
 def default_rules(target: Target) -> list:
-    """DLight rules for ``target``, tried in order for each unscheduled PrimFunc."""
-    if "gpu" in target.keys:
-        return [
-            dl.gpu.Matmul(),
-            dl.gpu.GEMV(),
-            dl.gpu.LowBatchGEMV(),
-            dl.gpu.Reduction(),
-            dl.gpu.GeneralReduction(),
-            dl.gpu.Transpose(),
-            dl.gpu.Fallback(),
-        ]
+    """DLight rules for an ``llvm`` target, tried in order for each unscheduled PrimFunc;
+    empty for other targets (TVM's GPU backends run their own DLight rules)."""
     if target.kind.name == "llvm":
         return [ParallelVectorize, dl.cpu.GEMV(), dl.cpu.Reduction()]
     return []
