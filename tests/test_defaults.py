@@ -81,6 +81,24 @@ def test_structure_under_named_target():
     assert 'scope="local"' in script
 
 
+def test_lanes_never_exceed_one_native_vector():
+    """A 27-wide row runs as 3 vectors of 9 lanes: LLVM splits a 27-lane vector into
+    pieces that cost several times more."""
+    script = ParallelVectorize.apply(_conv_relu(8, 16, 27, 5, 1, 2), TARGET, False).mod.script()
+    lanes = {int(n) for n in re.findall(r"T\.vectorized\((?:T\.int64\()?(\d+)", script)}
+    assert lanes and max(lanes) <= 16 and 9 in lanes
+
+
+def test_matrix_vector_product_streams_weight_rows():
+    """Batch-1 dense layer: for each reduction step, one pass along a whole (4096-wide)
+    weight row, accumulated in a local buffer, so the weights are read sequentially."""
+    sch = ParallelVectorize.apply(_matmul(4096, 64), TARGET, False)
+    update = sch.get_sblock("y_update")
+    extents = [int(sch.get(loop).extent) for loop in sch.get_loops(update)]
+    assert extents[-3:] == [64, 256, 16]
+    assert 'scope="local"' in sch.mod.script()
+
+
 def test_not_for_gpu_or_symbolic_shapes():
     assert ParallelVectorize.apply(_max_pool(4, 9), tvm.target.Target("cuda"), False) is None
     n = te.var("n", "int64")

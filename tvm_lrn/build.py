@@ -10,8 +10,10 @@ schedule from, in this order,
    through :func:`tvm_lrn.tune.query_database`, if it holds the workload;
 3. the per-target strategy (:func:`tvm_lrn.strategy.apply_rules`).
 
-Scheduled functions are marked ``tirx.is_scheduled``; on GPU targets DLight then
-schedules the rest of the model and skips them. Which schedule each LRN PrimFunc got is
+Scheduled functions are marked ``tirx.is_scheduled``. The rest of the model is fused
+as TVM's backend fuses it and then gets the default schedules, which skip the LRN
+kernels: DLight's GPU rules on GPU targets, :func:`tvm_lrn.defaults.default_schedules`
+on CPUs. Which schedule each LRN PrimFunc got is
 kept in :attr:`tvm_lrn.model.Model.schedule_sources` and logged on the ``"tvm_lrn"``
 logger. The TIR is built with the project's TIR pipeline
 (:data:`tvm_lrn.lower.TIR_PIPELINE`).
@@ -31,12 +33,13 @@ from tvm.relax import backend
 from tvm.target import Target
 
 from . import tune
+from .defaults import default_schedules
 from .intrin import check_target
 from .lower import TIR_PIPELINE
 from .model import Model
 from .op import OP_PATTERN_OPAQUE, is_lrn_primfunc
 from .strategy import apply_rules, check_rule
-from .target import resolve_target
+from .target import is_generic_host_cpu, resolve_target
 
 __all__ = ["compile", "lrn_pipeline", "schedule_lrn", "schedule_lrn_functions"]
 
@@ -212,19 +215,17 @@ def _position(passes: list, name: str) -> int:
 
 
 def _legalize_passes(target: Target, schedule) -> list:
-    """The backend's legalization passes with the LRN scheduling spliced in."""
+    """The backend's legalization passes with the LRN scheduling spliced in: after
+    AnnotateTIROpPattern the LRN kernels are made opaque, so that FuseOps leaves them
+    alone and FuseTIR keeps their attributes; they are scheduled before the default
+    schedules (DLight on GPU, :mod:`tvm_lrn.defaults` on CPU), which then skip them."""
     passes = _backend_pipeline(target).legalize_passes(target)
-    if not _is_gpu(target):
-        # Legalization without the fusion passes that follow it in TVM's CPU list:
-        # tvm.compile's default CPU pipeline does not fuse either (TVM notes that the
-        # fusing one may drop call_pure_packed calls whose side effects are relied on).
-        return [*passes[: _position(passes, "LegalizeOps") + 1], schedule]
-    # Before FuseOps, so that FuseTIR keeps the LRN functions; the scheduling before
-    # DLight, so that DLight skips the LRN kernels.
-    opaque = _position(passes, "AnnotateTIROpPattern") + 1
-    passes.insert(opaque, keep_lrn_opaque)
-    passes.insert(_position(passes, "ApplyDefaultSchedule"), schedule)
-    return passes
+    passes.insert(_position(passes, "AnnotateTIROpPattern") + 1, keep_lrn_opaque)
+    if _is_gpu(target):
+        passes.insert(_position(passes, "ApplyDefaultSchedule"), schedule)
+        return passes
+    # TVM's CPU list ends at FuseTIR and schedules nothing.
+    return [*passes, schedule, default_schedules(target)]
 
 
 def lrn_pipeline(*, rule=None, database=None, sources: dict | None = None):
@@ -270,8 +271,18 @@ except ValueError:  # already registered (module reloaded)
 # --------------------------------------------------------------------------- entry point
 
 
+def _warn_if_generic_cpu(target: Target) -> None:
+    if is_generic_host_cpu(target):
+        logger.warning(
+            "target %s has no mcpu, so TVM compiles for the baseline CPU (on x86-64 without "
+            'AVX); target="host" or {"kind": "llvm", "mcpu": "%s"} compiles for this one',
+            target,
+            resolve_target("host").attrs.get("mcpu", ""),
+        )
+
+
 def compile(  # noqa: A001
-    mod, target="llvm", *, rule=None, database=None, example_args=None
+    mod, target=None, *, rule=None, database=None, example_args=None
 ) -> Model:
     """Compile a Relax module that may hold ``R.tvm_lrn`` calls into a runnable model.
 
@@ -280,8 +291,10 @@ def compile(  # noqa: A001
     mod : tvm.IRModule, relax.Function or torch.nn.Module
         The model (a bare function becomes ``main``; a torch module is imported with
         :func:`tvm_lrn.from_torch` and ``example_args``).
-    target : str, dict or tvm.target.Target
-        ``"llvm"``, ``"cuda"``, a tag, TVM's JSON dict form, or a Target
+    target : None, str, dict or tvm.target.Target
+        None (the default) or ``"host"`` is this machine's CPU; ``"llvm"`` (TVM's
+        baseline CPU of the host triple, without its vector extensions: a warning says
+        so), ``"cuda"``, a tag, TVM's JSON dict form, or a Target
         (see :func:`tvm_lrn.target.resolve_target`).
     rule : callable or DLight ScheduleRule, optional
         Schedule the LRN PrimFuncs with this instead of the default strategy:
@@ -312,6 +325,7 @@ def compile(  # noqa: A001
     if not isinstance(mod, tvm.IRModule):
         raise TypeError(f"mod must be a tvm.IRModule or relax.Function, got {type(mod).__name__}")
     target = resolve_target(target)
+    _warn_if_generic_cpu(target)
     # Checked here, not in the pipeline, whose passes turn errors into RuntimeError.
     if rule is not None:
         check_rule(rule)

@@ -11,10 +11,11 @@ kernels), then those two rules.
 outputs: a register tile of ``rows x lanes`` outputs whose lanes run along the innermost
 spatial loop and whose rows run along a spatial loop the vector operand does not depend
 on (for a convolution the output channel, so that one input vector feeds several
-filters), or along the same loop when there is none; the reduction loops inside the
-tile, the accumulators in a local buffer, the epilogue (bias, ReLU) fused into the
-write-back, and the loops outside the tile fused and parallel. Spatial-only kernels are
-fused, vectorized and parallel.
+filters), or else along the same loop (a batch-1 dense layer: then the tile spans up to
+4096 outputs, so that each reduction step reads a whole weight row in one sequential
+pass); the reduction loops inside the tile, the accumulators in a local buffer, the
+epilogue (bias, ReLU) fused into the write-back, and the loops outside the tile fused
+and parallel. Spatial-only kernels are fused, vectorized and parallel.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ __all__ = ["ParallelVectorize", "default_rules", "default_schedules"]
 # Rows of the register tile: with 16-lane vectors, 8 rows keep 8 accumulators (of the
 # 32 AVX-512 registers) in flight, enough to hide the FMA latency.
 _MAX_ROWS = 8
+# Outputs in a tile that has no row axis of its own. A shorter tile made a batch-1 dense
+# layer read 4 KiB of each weight row per step, one page apart, which the hardware
+# prefetcher does not follow across.
+_STREAM = 4096
 
 
 def _native_lanes(target: Target, dtype: str) -> int:
@@ -57,9 +62,11 @@ def _static_extents(info) -> list[int] | None:
 
 
 def _lanes(extent: int, native: int) -> int:
-    """Lanes for a vector loop over ``extent``: all of it when it fits in two native
-    vectors (LLVM splits and masks the rest), else its largest divisor <= ``native``."""
-    return extent if extent <= 2 * native else _largest_divisor(extent, native)
+    """Lanes for a vector loop over ``extent``: all of it when it fits in one native
+    vector, else its largest divisor <= ``native`` (a vector wider than the native one
+    but not a multiple of it, such as 27 floats, is split by LLVM into pieces that run
+    several times slower than one masked native vector each)."""
+    return extent if extent <= native else _largest_divisor(extent, native)
 
 
 def _schedule_spatial(sch: Schedule, block, native: int) -> None:
@@ -99,7 +106,7 @@ def _tile_loops(sch: Schedule, spatial: list, vector_reads, lanes_limit: int):
             lane_outer
         ]
     else:
-        rows = _largest_divisor(last_extent // lanes, _MAX_ROWS)
+        rows = _largest_divisor(last_extent // lanes, _STREAM // lanes)
         lane_outer, row_loop, lane_loop = sch.split(last.loop_rv, [None, rows, lanes])
         outer = [it.loop_rv for it, _ in spatial[:-1]] + [lane_outer]
     return outer, row_loop, lane_loop
@@ -125,7 +132,8 @@ def _schedule_reduction(sch: Schedule, info, epilogues, lanes_limit: int) -> Non
     # longer a reduction block in the schedule's sense, so no loop above it can be
     # vectorized or parallelized.
     sch.vectorize(lane_loop)
-    sch.unroll(row_loop)
+    if sch.get(row_loop).extent <= _MAX_ROWS:
+        sch.unroll(row_loop)
     sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
     init = sch.decompose_reduction(block, reduction[0])
     for each in (init, write_back):

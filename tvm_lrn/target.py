@@ -6,7 +6,7 @@ import functools
 
 from tvm.target import Target
 
-__all__ = ["resolve_target", "host_target"]
+__all__ = ["resolve_target", "host_target", "is_generic_host_cpu"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,3 +40,11 @@ def resolve_target(target=None) -> Target:
     except (ValueError, TypeError) as err:  # what Target raises for unknown kinds/options
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"unknown or invalid target {target!r}: {first}") from None
+
+
+def is_generic_host_cpu(target: Target) -> bool:
+    """Whether ``target`` is a plain ``"llvm"`` for the host's triple: TVM then compiles
+    for the baseline CPU of that triple (SSE2 on x86-64), not for the host's own CPU."""
+    if target.kind.name != "llvm" or target.attrs.get("mcpu"):
+        return False
+    return str(target.attrs.get("mtriple", "")) == str(host_target().attrs.get("mtriple", ""))
