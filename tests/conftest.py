@@ -49,11 +49,14 @@ def safe_form(request):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group marks
 def pytest_collection_modifyitems(items):
-    """Keep the tests of the module-scoped tuning run on one xdist worker (``--dist
-    loadgroup``): spread over two, each worker would tune again."""
+    """Keep the tests of each module-scoped tuning run (fixtures named ``tuned...``) on
+    one xdist worker (``--dist loadgroup``): spread over two, each worker would tune
+    again."""
     for item in items:
-        if "tuned" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tuning"))
+        for name in getattr(item, "fixturenames", ()):
+            if name.startswith("tuned"):
+                item.add_marker(pytest.mark.xdist_group(name))
+                break
 
 
 def pytest_sessionfinish(session):

@@ -182,3 +182,23 @@ def test_a_waiting_worker_is_stopped(bench, tmp_path):
     finally:
         for w in workers:
             w.close()
+
+
+def test_models_benchmark_tiny_run(tmp_path):
+    """benchmarks/models.py end to end on one network: rows checked against float64
+    torch, the ratio table, the plot."""
+    import subprocess
+
+    out = tmp_path / "models.csv"
+    cmd = [sys.executable, str(BENCH / "models.py"), "--networks", "caffenet"]
+    cmd += ["--batches", "1", "--threads", "1", "--contenders", "torch,tvm_lrn_untuned"]
+    cmd += ["--budget-s", "0", "--repeats", "3", "--csv", str(out)]
+    cmd += ["--plot", str(tmp_path / "models.png"), "--no-readme"]
+    table = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
+    rows = list(csv.DictReader(out.open()))
+    assert [r["contender"] for r in rows] == ["torch", "tvm_lrn_untuned"]
+    for row in rows:
+        assert row["check"] == "ok" and float(row["max_rel_err"]) < 1e-5
+        assert row["shape"] == "1x3x227x227" and int(row["repeats"]) == 3
+    assert "| caffenet | 1 | 1 | torch | " in table and "1.00x" in table
+    assert (tmp_path / "models.png").stat().st_size > 0

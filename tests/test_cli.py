@@ -62,6 +62,8 @@ def test_version(capsys):
         (["tune", "--shape", "1,8,4,4", "--size", "0"], 2, "positive integer"),
         (["tune", "--shape", "1,8,4,4", "--beta", "-1"], 1, "beta"),
         (["tune", "--model", "/no/such/model.pt2"], 1, "no such file"),
+        (["tune", "--model", "m.pt2", "--kernels", "convs"], 2, "invalid choice"),
+        (["tune", "--shape", "1,8,4,4", "--trials", "+3"], 2, "positive integer"),
         (["compile", "/no/such/model.onnx"], 1, "no such file"),
         (["bench", "--dtype", "int8"], 2, "invalid choice"),
         (["bench", "--shape", "1,8,4,4", "--axis", "7"], 1, "axis"),

@@ -1,4 +1,5 @@
-"""torch.compile(model, backend="tvm_lrn") gives what from_torch + tvm_lrn.compile give."""
+"""torch.compile(model, backend="tvm_lrn"): in its whole-graph mode what from_torch +
+tvm_lrn.compile give; by default inductor's graph with the LRN as the custom op."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import tvm_lrn
 from tvm_lrn.frontend import dynamo
 
 warnings.filterwarnings("ignore", category=FutureWarning)
+
+#: The whole-graph mode (the default mode hands the graph to inductor).
+WHOLE = {"whole_graph": True}
 
 
 class Net(nn.Module):
@@ -33,7 +37,7 @@ def compiled_graphs(monkeypatch):
     seen = []
     real = dynamo.compile_graph
 
-    def spy(gm, example_inputs, target="llvm"):
+    def spy(gm, example_inputs, target=None):
         run = real(gm, example_inputs, target)
         seen.append(run)
         return run
@@ -53,8 +57,8 @@ def test_torch_compile_matches_from_torch(compiled_graphs):
     net = Net().eval()
     x = torch.randn(2, 3, 6, 6) * 1e3
     with torch.no_grad():
-        got = torch.compile(net, backend="tvm_lrn")(x)
-        want = tvm_lrn.compile(tvm_lrn.from_torch(net, x), "llvm")(x)
+        got = torch.compile(net, backend="tvm_lrn", options=WHOLE)(x)
+        want = tvm_lrn.compile(tvm_lrn.from_torch(net, x))(x)
         truth = net.double()(x.double())
     assert len(compiled_graphs) == 1
     assert compiled_graphs[0].tvm_lrn_module.script().count("R.tvm_lrn(") == 2
@@ -72,7 +76,7 @@ def test_graph_break_and_multiple_outputs(compiled_graphs):
         return F.local_response_norm(a * 1e25, 2), a.sum()
 
     x = torch.randn(1, 5, 2, 2)
-    a, s = torch.compile(fn, backend="tvm_lrn")(x)
+    a, s = torch.compile(fn, backend="tvm_lrn", options=WHOLE)(x)
     ref_a, ref_s = fn(x.double())
     assert len(compiled_graphs) == 2
     np.testing.assert_allclose(a.numpy(), ref_a.numpy(), rtol=1e-5)
@@ -82,7 +86,7 @@ def test_graph_break_and_multiple_outputs(compiled_graphs):
 def test_non_tensor_inputs_fall_back_to_eager():
     gm = torch.fx.symbolic_trace(nn.LocalResponseNorm(3))
     with pytest.warns(UserWarning, match="eagerly"):
-        fn = dynamo.tvm_lrn_backend(gm, [torch.randn(1, 4, 2, 2), 3])
+        fn = dynamo.tvm_lrn_backend(gm, [torch.randn(1, 4, 2, 2), 3], **WHOLE)
     assert fn == gm.forward
 
 
@@ -95,7 +99,7 @@ def test_fx_importer_path_when_export_fails(compiled_graphs, monkeypatch):
     monkeypatch.setattr(frontend_torch, "from_torch", refuse)
     net = nn.Sequential(nn.LocalResponseNorm(4), nn.ReLU())
     x = torch.randn(1, 6, 3, 3) * 1e22
-    got = torch.compile(net, backend="tvm_lrn")(x)
+    got = torch.compile(net, backend="tvm_lrn", options=WHOLE)(x)
     assert len(compiled_graphs) == 1
     assert "R.tvm_lrn(" in compiled_graphs[0].tvm_lrn_module.script()
     np.testing.assert_allclose(got.numpy(), net(x.double()).numpy(), rtol=1e-6)

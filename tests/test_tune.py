@@ -111,7 +111,7 @@ def test_tune_rejects_bad_requests(tmp_path):
     with pytest.raises(ValueError, match="trials"):
         T.tune(shapes=[SHAPE], trials=0, work_dir=tmp_path)
     with pytest.raises(ValueError, match="no LRN"):
-        T.tune(tvm.IRModule(), work_dir=tmp_path)
+        T.tune(tvm.IRModule(), kernels="lrn", work_dir=tmp_path)
     with pytest.raises(TypeError, match="dtype"):
         T.lrn_workloads([SHAPE], "int8")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnxruntime as ort
 import pytest
 import torch
@@ -63,22 +65,8 @@ def _norm_error(got, truth) -> float:
     return float(abs(got - truth).max() / abs(truth).max())
 
 
-@pytest.mark.parametrize("name", sorted(zoo.NETWORKS))
-def test_untuned_network_is_scheduled_and_matches_float64_torch(name):
-    """With no record for its convolutions and dense layers, every kernel of the network
-    still gets a parallel schedule (never TVM's serial loops), and the result matches
-    float64 torch at input scales 1 and 1e20 (the overflow test's rule: at most twice the
-    error at scale 1). The networks' biases dominate their output at 1e20, so this is not
-    where overflow shows; test_models.py checks that on bias-free networks."""
-    model = zoo.build(name).eval()
-    mod = tvm_lrn.from_torch(model, (zoo.example_input(name),))
-    with resolve_target("host"):
-        lowered = lrn_pipeline()(mod)
-    kernels = {g.name_hint: f for g, f in lowered.functions_items() if isinstance(f, PrimFunc)}
-    assert sum(kernel.startswith("lrn") for kernel in kernels) == 2
-    assert [n for n, f in kernels.items() if "T.parallel" not in f.script()] == []
-
-    compiled = tvm_lrn.compile(mod)
+def _errors_at_scales(compiled, name: str) -> list[float]:
+    """The compiled network's error against float64 torch at input scales 1 and 1e20."""
     truth_model = zoo.build(name, dtype=torch.float64).eval()
     errors = []
     for scale in (1.0, 1e20):
@@ -86,5 +74,42 @@ def test_untuned_network_is_scheduled_and_matches_float64_torch(name):
         with torch.no_grad():
             truth = truth_model(x.double()).numpy()
         errors.append(_norm_error(compiled(x).numpy(), truth))
+    return errors
+
+
+@pytest.mark.parametrize("name", sorted(zoo.NETWORKS))
+def test_untuned_network_is_scheduled_and_matches_float64_torch(name, tmp_path):
+    """With no record (an empty database), every kernel of the network still gets a
+    parallel schedule (never TVM's serial loops), and the result matches float64 torch
+    at input scales 1 and 1e20 (the overflow test's rule: at most twice the error at
+    scale 1). The networks' biases dominate their output at 1e20, so this is not where
+    overflow shows; test_models.py checks that on bias-free networks."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for file in ("database_workload.json", "database_tuning_record.json"):
+        (empty / file).touch()
+    mod = tvm_lrn.from_torch(zoo.build(name), (zoo.example_input(name),))
+    with resolve_target("host"):
+        lowered = lrn_pipeline(database=str(empty))(mod)
+    kernels = {g.name_hint: f for g, f in lowered.functions_items() if isinstance(f, PrimFunc)}
+    assert sum(kernel.startswith("lrn") for kernel in kernels) == 2
+    assert [n for n, f in kernels.items() if "T.parallel" not in f.script()] == []
+
+    compiled = tvm_lrn.compile(mod, database=str(empty))
+    assert compiled.tuned_kernels == []
+    errors = _errors_at_scales(compiled, name)
+    assert errors[0] <= 1e-5
+    assert errors[1] <= 2 * errors[0]
+
+
+def test_network_through_the_shipped_records():
+    """AlexNet with the records shipped for this CPU: every kernel has one."""
+    if tvm_lrn.tune.shipped_database(None) is None:
+        pytest.skip(f"no schedules shipped for this CPU ({tvm_lrn.tune.target_key(None)})")
+    compiled = tvm_lrn.compile(zoo.build("alexnet"), example_args=(zoo.example_input("alexnet"),))
+    assert len(compiled.tuned_kernels) == 12
+    shipped = Path(tvm_lrn.tune.shipped_database(None)).resolve()
+    assert set(compiled.schedule_sources.values()) == {f"database:{shipped}"}
+    errors = _errors_at_scales(compiled, "alexnet")
     assert errors[0] <= 1e-5
     assert errors[1] <= 2 * errors[0]

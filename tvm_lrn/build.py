@@ -11,11 +11,12 @@ schedule from, in this order,
 3. the per-target strategy (:func:`tvm_lrn.strategy.apply_rules`).
 
 Scheduled functions are marked ``tirx.is_scheduled``. The rest of the model is fused
-as TVM's backend fuses it and then gets the default schedules, which skip the LRN
-kernels: DLight's GPU rules on GPU targets, :func:`tvm_lrn.defaults.default_schedules`
-on CPUs. Which schedule each LRN PrimFunc got is
-kept in :attr:`tvm_lrn.model.Model.schedule_sources` and logged on the ``"tvm_lrn"``
-logger. The TIR is built with the project's TIR pipeline
+as TVM's backend fuses it; each kernel that has a record in the database gets it
+(:func:`apply_database`), and the others get the default schedules: DLight's GPU rules
+on GPU targets, :func:`tvm_lrn.defaults.default_schedules` on CPUs. Which schedule each
+LRN PrimFunc got is kept in :attr:`tvm_lrn.model.Model.schedule_sources`, which other
+kernels had a record in :attr:`~tvm_lrn.model.Model.tuned_kernels`; both are logged on
+the ``"tvm_lrn"`` logger. The TIR is built with the project's TIR pipeline
 (:data:`tvm_lrn.lower.TIR_PIPELINE`).
 
 The Relax pipeline is also registered as ``"tvm_lrn"``, so
@@ -41,7 +42,14 @@ from .op import OP_PATTERN_OPAQUE, is_lrn_primfunc
 from .strategy import apply_rules, check_rule
 from .target import is_generic_host_cpu, resolve_target
 
-__all__ = ["compile", "lrn_pipeline", "schedule_lrn", "schedule_lrn_functions"]
+__all__ = [
+    "apply_database",
+    "compile",
+    "fused_module",
+    "lrn_pipeline",
+    "schedule_lrn",
+    "schedule_lrn_functions",
+]
 
 logger = logging.getLogger("tvm_lrn")
 
@@ -69,9 +77,9 @@ def _first_rule_schedule(func, target, rules=None):
     return None if scheduled is func else scheduled
 
 
-def _as_linkable_lrn(scheduled, attrs):
-    """``scheduled`` marked scheduled, with the LRN attributes ``attrs`` of the function
-    it was made from, and linkable.
+def _as_linkable(scheduled, attrs):
+    """``scheduled`` marked scheduled, with the attributes ``attrs`` of the function it
+    was made from (an LRN's ``tvm_lrn.*``), and linkable.
 
     A Schedule wraps the function as ``main`` and some rules set ``global_symbol``; two
     functions exporting ``main`` would clash, so the symbol is left to AttachGlobalSymbol.
@@ -116,16 +124,16 @@ def schedule_lrn(func, target: Target, *, rule=None, database=None):
     if rule is not None:
         scheduled = _first_rule_schedule(func, target, [rule])
         if scheduled is not None:
-            return _as_linkable_lrn(scheduled, attrs), "user-rule"
+            return _as_linkable(scheduled, attrs), "user-rule"
     scheduled, source = _query_database(func, target, database)
     if scheduled is not None:
-        return _as_linkable_lrn(scheduled, attrs), source or "database"
+        return _as_linkable(scheduled, attrs), source or "database"
     if source:
         logger.info("no tuned schedule (%s); using the strategy", source)
     scheduled = _first_rule_schedule(func, target)
     if scheduled is not None:
         # Keep the LRN attributes whatever the rule did to the function's attrs.
-        return _as_linkable_lrn(scheduled, attrs), "rule:gpu" if _is_gpu(target) else "rule:cpu"
+        return _as_linkable(scheduled, attrs), "rule:gpu" if _is_gpu(target) else "rule:cpu"
     return func, ("dlight" if _is_gpu(target) else "unscheduled")
 
 
@@ -189,6 +197,59 @@ def keep_lrn_opaque(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     return mod
 
 
+def apply_database(database=None, tuned: list | None = None):
+    """A module pass that gives every kernel that is not an LRN and not yet scheduled
+    its best record in ``database`` for the current target, as TVM's
+    ``MetaScheduleApplyDatabase`` does, but looked up by
+    :class:`tvm_lrn.tune.LRNDatabase` (only records of the target's key count) and
+    never querying the kernels scheduled already.
+
+    Parameters
+    ----------
+    database : str, os.PathLike or MetaSchedule Database, optional
+        By default the database shipped for the target, if any.
+    tuned : list, optional
+        Filled with the names of the kernels that got a record.
+
+    Returns
+    -------
+    tvm.transform.Pass
+    """
+
+    @tvm.transform.module_pass(opt_level=0, name="tvm_lrn.ApplyDatabase")
+    def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        target = Target.current(allow_none=True)
+        found = database if database is not None else tune.shipped_database(target)
+        pending = [
+            (gvar, func)
+            for gvar, func in mod.functions_items()
+            if isinstance(func, tvm.tirx.PrimFunc)
+            and not is_lrn_primfunc(func)
+            and "tirx.is_scheduled" not in func.attrs
+        ]
+        if found is None or not pending:
+            return mod
+        db = tune.LRNDatabase(found)
+        names = []
+        for gvar, func in pending:
+            _, sch = db.best(tune.workload_mod(func), target)
+            if sch is not None:
+                mod[gvar] = _as_linkable(sch.mod["main"], func.attrs)
+                names.append(gvar.name_hint)
+        logger.info(
+            "%d of %d kernels had a record in %s%s",
+            len(names),
+            len(pending),
+            db.label,
+            f": {', '.join(sorted(names))}" if names else "",
+        )
+        if tuned is not None:
+            tuned.extend(sorted(names))
+        return mod
+
+    return _pass
+
+
 # --------------------------------------------------------------------------- the pipeline
 
 
@@ -214,29 +275,61 @@ def _position(passes: list, name: str) -> int:
     return names.index(name)
 
 
-def _legalize_passes(target: Target, schedule) -> list:
-    """The backend's legalization passes with the LRN scheduling spliced in: after
-    AnnotateTIROpPattern the LRN kernels are made opaque, so that FuseOps leaves them
-    alone and FuseTIR keeps their attributes; they are scheduled before the default
-    schedules (DLight on GPU, :mod:`tvm_lrn.defaults` on CPU), which then skip them."""
+def _fusion_passes(target: Target) -> list:
+    """The backend's legalization passes up to its default scheduling (GPU) or to its
+    end (CPU: FuseTIR), with the LRN kernels made opaque after AnnotateTIROpPattern so
+    that FuseOps leaves them alone and FuseTIR keeps their attributes."""
     passes = _backend_pipeline(target).legalize_passes(target)
     passes.insert(_position(passes, "AnnotateTIROpPattern") + 1, keep_lrn_opaque)
     if _is_gpu(target):
-        passes.insert(_position(passes, "ApplyDefaultSchedule"), schedule)
-        return passes
-    # TVM's CPU list ends at FuseTIR and schedules nothing.
-    return [*passes, schedule, default_schedules(target)]
+        return passes[: _position(passes, "ApplyDefaultSchedule")]
+    return passes
 
 
-def lrn_pipeline(*, rule=None, database=None, sources: dict | None = None):
+def _legalize_passes(target: Target, scheduling: list) -> list:
+    """The backend's legalization passes with the ``scheduling`` passes spliced in
+    before its default schedules (DLight on GPU; :mod:`tvm_lrn.defaults` on CPU, where
+    TVM's list schedules nothing), which skip what they scheduled."""
+    passes = _backend_pipeline(target).legalize_passes(target)
+    fusion = _fusion_passes(target)
+    if _is_gpu(target):
+        rest = passes[_position(passes, "ApplyDefaultSchedule") :]
+    else:
+        rest = [default_schedules(target)]
+    return [*fusion, *scheduling, *rest]
+
+
+def fused_module(mod: tvm.IRModule, target) -> tvm.IRModule:
+    """``mod`` as :func:`compile` has it just before scheduling: legalized and fused by
+    TVM's backend passes for ``target``, one PrimFunc per kernel (what tuning tunes).
+
+    Parameters
+    ----------
+    mod : tvm.IRModule
+    target : None, str, dict or tvm.target.Target
+
+    Returns
+    -------
+    tvm.IRModule
+    """
+    target = resolve_target(target)
+    passes = _backend_pipeline(target).library_dispatch_passes(target) + _fusion_passes(target)
+    with target:
+        return tvm.transform.Sequential(passes)(mod)
+
+
+def lrn_pipeline(*, rule=None, database=None, sources: dict | None = None, tuned=None):
     """The Relax pipeline of :func:`compile` (registered as ``"tvm_lrn"``).
 
     Parameters
     ----------
     rule, database
-        As in :func:`schedule_lrn`.
+        As in :func:`schedule_lrn`; the database also schedules the other kernels
+        (:func:`apply_database`).
     sources : dict, optional
-        Filled with ``{primfunc name: schedule source}`` while the pipeline runs.
+        Filled with ``{primfunc name: schedule source}`` of the LRN kernels.
+    tuned : list, optional
+        Filled with the names of the other kernels that got a record.
 
     Returns
     -------
@@ -250,10 +343,13 @@ def lrn_pipeline(*, rule=None, database=None, sources: dict | None = None):
         if target is None:
             raise ValueError("the tvm_lrn pipeline needs a target: run it under `with target:`")
         stock = _backend_pipeline(target)
-        schedule = schedule_lrn_functions(rule=rule, database=database, sources=sources)
+        scheduling = [
+            schedule_lrn_functions(rule=rule, database=database, sources=sources),
+            apply_database(database, tuned),
+        ]
         passes = (
             stock.library_dispatch_passes(target)
-            + _legalize_passes(target, schedule)
+            + _legalize_passes(target, scheduling)
             + stock.dataflow_lower_passes(target)
             + stock.finalize_passes(target)
         )
@@ -332,8 +428,9 @@ def compile(  # noqa: A001
     if database is not None:
         tune.load_database(database)
     sources: dict[str, str] = {}
-    pipeline = lrn_pipeline(rule=rule, database=database, sources=sources)
+    tuned: list[str] = []
+    pipeline = lrn_pipeline(rule=rule, database=database, sources=sources, tuned=tuned)
     executable = tvm.compile(mod, target=target, relax_pipeline=pipeline, tir_pipeline=TIR_PIPELINE)
     if not sources:
         logger.info("no LRN PrimFunc in the module compiled for %s", target.kind.name)
-    return Model(executable, target=target, schedule_sources=sources)
+    return Model(executable, target=target, schedule_sources=sources, tuned_kernels=tuned)

@@ -58,10 +58,7 @@ def _dtypes(text: str) -> list[str]:
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    value = int(text) if text.strip().isdigit() else 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
@@ -118,9 +115,9 @@ def _add_target_arg(p: argparse.ArgumentParser) -> None:
 def _add_tune_parser(sub) -> None:
     t = sub.add_parser(
         "tune",
-        help="tune LRN schedules with MetaSchedule into a database folder",
-        description="Tune the LRN kernels of shapes, presets or a model file with "
-        "MetaSchedule; records go to --work-dir (a JSON database that "
+        help="tune a model's kernels (or LRN shapes) with MetaSchedule into a database",
+        description="Tune every kernel of a model file, or LRN kernels of shapes or "
+        "presets, with MetaSchedule; records go to --work-dir (a JSON database that "
         "`tvm-lrn compile --database` and tvm_lrn.compile(database=...) use).",
     )
     what = t.add_argument_group("what to tune (one or more of --shape/--preset, or --model)")
@@ -138,6 +135,12 @@ def _add_tune_parser(sub) -> None:
         help="model shapes: alexnet, googlenet or all (repeatable)",
     )
     what.add_argument("--model", help="a torch.export .pt2 or an .onnx file")
+    what.add_argument(
+        "--kernels",
+        choices=("all", "lrn"),
+        default="all",
+        help="with --model: tune every kernel (default) or the LRN kernels only",
+    )
     what.add_argument(
         "--dtype",
         type=_dtypes,
@@ -236,7 +239,9 @@ def _add_bench_parser(sub) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="A numerically safe, fast LRN for Apache TVM.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_tune_parser(sub)
     _add_compile_parser(sub)
@@ -247,12 +252,6 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("args", nargs=argparse.REMAINDER)
     d.set_defaults(func=_cmd_demo)
     return parser
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 # --------------------------------------------------------------------------- commands
@@ -313,7 +312,7 @@ def _cmd_tune(args) -> int:
         ship_to=args.ship_to,
     )
     if args.model:
-        result = tuning.tune(_load_model(args.model), **kwargs)
+        result = tuning.tune(_load_model(args.model), kernels=args.kernels, **kwargs)
     else:
         result = tuning.tune(
             shapes=shapes,
@@ -329,7 +328,8 @@ def _cmd_tune(args) -> int:
     print(result.table())
     print(
         f"target {tuning.target_key(result.target)}, cost model {result.cost_model}, "
-        f"{result.seconds:.0f} s; database: {result.work_dir}"
+        f"{result.seconds:.0f} s; kernels as called: {result.latency * 1e3:.3f} ms; "
+        f"database: {result.work_dir}"
     )
     if result.shipped_to:
         print(f"best records merged into {result.shipped_to}")
@@ -357,8 +357,7 @@ def _cmd_compile(args) -> int:
     print(f"wrote {output} for {target.kind.name} ({target_key(target)})")
     for name, source in sorted(model.schedule_sources.items()):
         print(f"  {name}: {source}")
-    if not model.schedule_sources:
-        print("  (no LRN in the model)")
+    print(f"  other kernels with a tuned record: {len(model.tuned_kernels)} (the rest: defaults)")
     return 0
 
 

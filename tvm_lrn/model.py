@@ -56,15 +56,21 @@ class Model:
         Where the model runs.
     schedule_sources : dict
         ``{LRN PrimFunc name: schedule source}``, e.g. ``{"lrn": "rule:cpu"}``.
+    tuned_kernels : list of str
+        The other kernels (convolutions, dense layers...) that got a tuned record; the
+        rest got the default schedules.
     """
 
-    def __init__(self, executable, target=None, device=None, schedule_sources=None):
+    def __init__(
+        self, executable, target=None, device=None, schedule_sources=None, tuned_kernels=None
+    ):
         self.executable = executable
         self.target = target
         if device is None:
             device = _default_device(target, executable)
         self.device = device
         self.schedule_sources = dict(schedule_sources or {})
+        self.tuned_kernels = list(tuned_kernels or [])
         self._vm = None
 
     @property

@@ -1,15 +1,22 @@
-"""``torch.compile(model, backend="tvm_lrn")``: compile Dynamo graphs with TVM and safe LRN.
+"""``torch.compile(model, backend="tvm_lrn")``: safe LRN inside PyTorch's own compiler.
 
 The backend is registered through the package's entry point (group
 ``torch_dynamo_backends``, name ``tvm_lrn``), so ``torch.compile`` finds it by name once
 the package is installed. Dynamo hands over an FX ``GraphModule`` at the torch level
-(``F.local_response_norm`` is still one call there) plus example inputs; the backend runs
-it through the same path as :func:`tvm_lrn.from_torch` (``torch.export``, TVM's importer,
-:func:`~tvm_lrn.transform.FuseLRN`) and :func:`tvm_lrn.compile`, and returns a callable.
-If ``torch.export`` refuses the graph, TVM's FX importer takes it instead
-(:func:`tvm_lrn.frontend.torch.from_fx`, LRN converted straight to the op).
-A graph the path cannot take (symbolic sizes passed as inputs, an op TVM does not import)
-falls back to running eagerly, with a warning, instead of failing the user's model.
+(``F.local_response_norm`` is still one call there) plus example inputs.
+
+By default the backend rewrites every LRN call into the custom op
+``torch.ops.tvm_lrn.local_response_norm`` (:mod:`tvm_lrn.frontend.torch_op`: the TVM
+kernel, with a fake implementation and a backward) and hands the graph to inductor,
+which compiles convolutions and the rest as it always does.
+
+With ``options={"whole_graph": True}`` the whole graph goes to TVM instead
+(:func:`compile_graph`): the path of :func:`tvm_lrn.from_torch` (``torch.export``,
+TVM's importer, :func:`~tvm_lrn.transform.FuseLRN`) and :func:`tvm_lrn.compile`. If
+``torch.export`` refuses the graph, TVM's FX importer takes it
+(:func:`tvm_lrn.frontend.torch.from_fx`). A graph that path cannot take (symbolic sizes
+passed as inputs, an op TVM does not import) runs eagerly, with a warning, instead of
+failing the user's model.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ __all__ = ["compile_graph", "tvm_lrn_backend"]
 logger = logging.getLogger("tvm_lrn")
 
 
-def compile_graph(gm, example_inputs, target="llvm"):
+def compile_graph(gm, example_inputs, target=None):
     """Compile a Dynamo ``GraphModule`` into a callable with the graph's calling convention.
 
     Parameters
@@ -31,8 +38,8 @@ def compile_graph(gm, example_inputs, target="llvm"):
         The graph Dynamo captured (it returns a tuple of tensors).
     example_inputs : list of torch.Tensor
         Example inputs in the graph's placeholder order.
-    target : str, dict or tvm.target.Target
-        Where to compile for (default the host CPU, ``"llvm"``).
+    target : None, str, dict or tvm.target.Target
+        Where to compile for (default this CPU).
 
     Returns
     -------
@@ -69,16 +76,29 @@ def tvm_lrn_backend(gm, example_inputs, **options):
     example_inputs : list
         Its example inputs.
     **options
-        ``target=`` (default ``"llvm"``); other keys are ignored.
+        ``whole_graph=True`` compiles the whole graph with TVM (else LRN becomes the
+        custom op and inductor compiles the graph); ``target=`` (default this CPU) for
+        the whole graph. Other keys are ignored.
 
     Returns
     -------
     callable
-        The compiled graph, or ``gm.forward`` if it could not be compiled.
+        The compiled graph; in the whole-graph mode ``gm.forward`` if it could not be
+        compiled.
     """
     import torch
 
-    target = options.get("target", "llvm")
+    # torch.compile(..., options={...}) hands a callable backend ``options=`` itself.
+    options = {**options, **(options.pop("options", None) or {})}
+    if not options.get("whole_graph", False):
+        from torch._inductor.compile_fx import compile_fx
+
+        from .torch_op import replace_lrn
+
+        logger.info("tvm_lrn backend: %d LRN calls -> tvm_lrn custom op", replace_lrn(gm))
+        return compile_fx(gm, example_inputs)
+
+    target = options.get("target")
     if not all(isinstance(a, torch.Tensor) for a in example_inputs):
         warnings.warn(
             "tvm_lrn backend: graph takes non-tensor inputs (symbolic sizes); running it "

@@ -1,8 +1,9 @@
-"""Autotuning of LRN kernels with MetaSchedule, schedule databases, shipped schedules.
+"""Autotuning with MetaSchedule, schedule databases, shipped schedules.
 
-:func:`tune` searches schedules for the LRN PrimFuncs of a model (or of given shapes,
-dtypes and parameters) with MetaSchedule's task scheduler and writes a JSON database to
-a work directory (:mod:`.search`, design space in :mod:`.space`). :func:`query_database`
+:func:`tune` searches schedules for every kernel of a model (or only its LRN
+PrimFuncs, or LRN kernels of given shapes, dtypes and parameters) with MetaSchedule's
+task scheduler and writes a JSON database to a work directory (:mod:`.search`, design
+space in :mod:`.space`). :func:`query_database`
 and :class:`LRNDatabase` look kernels up in such a database (:mod:`.database`), and
 :func:`shipped_database` finds the database shipped with the package for a target
 (``schedules/<target key>/``, see :func:`target_key`).
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import tvm
+from tvm.target import Target
 
 from ..spec import LRNParams, canonicalize
 from .database import (
@@ -42,7 +44,14 @@ from .records import export_best, repair_json_database
 from .search import SearchOptions, run_search
 from .space import cost_model, default_builder, default_runner
 from .targets import target_key, tuning_target
-from .workloads import PRESETS, Workload, extract_workloads, lrn_workloads, workload_mod
+from .workloads import (
+    PRESETS,
+    Workload,
+    extract_workloads,
+    lrn_workloads,
+    model_workloads,
+    workload_mod,
+)
 
 __all__ = [
     "PRESETS",
@@ -61,6 +70,7 @@ __all__ = [
     "is_database_dir",
     "load_database",
     "lrn_workloads",
+    "model_workloads",
     "query_database",
     "repair_json_database",
     "schedules_roots",
@@ -75,16 +85,30 @@ _LRN_ARGS = ("size", "alpha", "beta", "bias", "axis", "convention")
 _SEARCH_ARGS = tuple(f.name for f in dataclasses.fields(SearchOptions))
 
 
-def _workloads(model, shapes, dtypes, params, lrn_args) -> list[Workload]:
+def _model_workloads(model, kernels: str, target) -> list[Workload]:
+    if kernels not in ("all", "lrn"):
+        raise ValueError(f"kernels must be 'all' or 'lrn', got {kernels!r}")
+    if kernels == "lrn":
+        workloads = extract_workloads(model)
+        if not workloads:
+            raise ValueError("the model has no LRN (relax.tvm_lrn) to tune")
+        return workloads
+    workloads = model_workloads(model, target)
+    if not workloads:
+        raise ValueError("the model has no kernel to tune")
+    return workloads
+
+
+def _workloads(model, shapes, dtypes, params, options) -> list[Workload]:
+    lrn_args = {k: v for k, v in options.items() if k in _LRN_ARGS}
     if model is not None and shapes is not None:
         raise TypeError("pass either model or shapes, not both")
     if model is not None:
         if lrn_args:
             raise TypeError(f"{sorted(lrn_args)} only go with shapes, not with a model")
-        workloads = extract_workloads(model)
-        if not workloads:
-            raise ValueError("the model has no LRN (relax.tvm_lrn) to tune")
-        return workloads
+        return _model_workloads(model, options.get("kernels", "all"), Target.current())
+    if "kernels" in options:
+        raise TypeError("kernels only goes with a model")
     if shapes is None:
         raise TypeError("tune needs a model or shapes")
     if params is None:
@@ -105,20 +129,20 @@ def tune(
     trials: int = 32,
     **options,
 ) -> TuneResult:
-    """Tune LRN kernels with MetaSchedule under a trial budget; write a JSON database.
+    """Tune a model's kernels, or LRN kernels, with MetaSchedule; write a JSON database.
 
-    Either ``model`` (a Relax module with ``R.tvm_lrn`` calls; its LRN PrimFuncs after
-    legalization are tuned) or ``shapes`` with ``dtypes`` and the LRN parameters. The
-    rule's schedule is measured and committed first and is searched with its variants
-    next to MetaSchedule's generic space, so the best record is never slower than the
-    rule. Failed candidates are recorded as failures and the run goes on. Ctrl-C stops
-    after the batch being measured (a second one at once): the database keeps every
-    record committed so far, and the result says ``interrupted=True``.
+    Either ``model`` (a Relax module: every kernel as :func:`tvm_lrn.compile` fuses it,
+    or with ``kernels="lrn"`` its LRN PrimFuncs) or ``shapes`` with ``dtypes`` and the
+    LRN parameters. Each kernel's untuned schedule is measured and committed first
+    (:mod:`.search`), so the best record is never slower than it. Failed candidates are
+    recorded as failures and the run goes on. Ctrl-C stops after the batch being
+    measured (a second one at once): the database keeps every record committed so far,
+    and the result says ``interrupted=True``.
 
     Parameters
     ----------
     model : tvm.IRModule, optional
-        A Relax module.
+        A Relax module (e.g. from :func:`tvm_lrn.from_torch`).
     shapes : sequence of sequence of int, optional
         Input shapes (each dtype of ``dtypes`` is tuned for each shape).
     dtypes : str or sequence of str
@@ -134,7 +158,8 @@ def tune(
     trials : int
         Search trials per workload (the rule's measurement comes on top).
     **options
-        The LRN keywords above, and the fields of :class:`SearchOptions`
+        ``kernels`` (``"all"``, the default, or ``"lrn"``) with a model; the LRN
+        keywords above with shapes; and the fields of :class:`SearchOptions`
         (``trials_per_iter``, ``cost_model``, ``rule``, ``seed``, ``progress``,
         ``ship_to``, ``builder``, ``runner``).
 
@@ -144,14 +169,13 @@ def tune(
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be a positive integer, got {trials!r}")
-    unknown = sorted(set(options) - set(_LRN_ARGS) - set(_SEARCH_ARGS))
+    unknown = sorted(set(options) - {"kernels", *_LRN_ARGS, *_SEARCH_ARGS})
     if unknown:
         raise TypeError(f"tune() got unexpected keyword arguments {unknown}")
-    lrn_args = {k: v for k, v in options.items() if k in _LRN_ARGS}
     search = SearchOptions(**{k: v for k, v in options.items() if k in _SEARCH_ARGS})
     target = tuning_target(target)
     with target:  # legalized under the target, as tvm.compile legalizes
-        workloads = _workloads(model, shapes, dtypes, params, lrn_args)
+        workloads = _workloads(model, shapes, dtypes, params, options)
     work_dir = str(Path(work_dir).expanduser())
     return run_search(workloads, target, work_dir, trials, search)
 

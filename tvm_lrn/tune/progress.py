@@ -32,7 +32,8 @@ class WorkloadResult:
     ----------
     workload : Workload
     rule_seconds : float
-        Run time of the strategy rule's schedule (``inf`` if it could not be measured).
+        Run time of the baseline: the strategy rule's schedule of an LRN, the default
+        schedule of another kernel (``inf`` if it could not be measured).
     best_seconds : float
         Run time of the best record for this target in the database after the run.
     trials : int
@@ -82,13 +83,19 @@ class TuneResult:
     shipped_to: str | None = None
 
     @property
+    def latency(self) -> float:
+        """Estimated run time of the workloads as the model calls them: the sum of each
+        one's best time times its number of calls (``inf`` if one has none)."""
+        return sum(r.workload.weight * r.best_seconds for r in self.workloads)
+
+    @property
     def database(self):
         """The run's JSON database, loaded from disk."""
         return load_database(self.work_dir)[0]
 
     def table(self) -> str:
         """A plain-text table: workload, trials, rule time, best time, speedup."""
-        rows = [("workload", "trials", "rule", "best", "speedup")]
+        rows = [("workload", "trials", "baseline", "best", "speedup")]
         for r in self.workloads:
             speedup = "-" if math.isnan(r.speedup) else f"{r.speedup:.2f}x"
             rows.append(
@@ -179,11 +186,19 @@ class Progress(ms.measure_callback.PyMeasureCallback):
         for secs in run_secs:
             self.best[index] = min(self.best[index], mean_seconds(secs))
         text = f"{self.results[index].workload.name}: best {_fmt_us(self.best[index])}"
+        if len(self.results) > 1:
+            text += f"; all kernels {_fmt_us(self.latency())}"
         if self.bar is not None:
             self.bar.update(len(run_secs))
             self.bar.set_postfix_str(text, refresh=True)
         elif self.enabled:
             logger.info("%s", text)
+
+    def latency(self) -> float:
+        """The sum of each workload's best time so far times its number of calls: the
+        model's estimated latency when the workloads are a model's kernels."""
+        pairs = zip(self.results, self.best, strict=True)
+        return sum(r.workload.weight * best for r, best in pairs)
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
         """Called by the task scheduler after each measured batch."""

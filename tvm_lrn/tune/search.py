@@ -1,9 +1,11 @@
 """A tuning run on MetaSchedule's task scheduler (``ms.tune_tasks``).
 
 Each workload becomes a ``TuneContext`` with the design space of
-:func:`~tvm_lrn.tune.space.design_space`. Before the search, the rule's schedule of
-each workload is measured with the same builder and runner and committed as a record,
-so the best record of a run is never slower than the rule (as that run measured them).
+:func:`~tvm_lrn.tune.space.design_space`, weighted by its number of calls. Before the
+search, each workload's baseline (:func:`~tvm_lrn.tune.space.baseline_schedules`: the
+rule's schedule of an LRN, the default schedule of any other kernel) is measured with
+the same builder and runner and committed as a record, so the best record of a run is
+never slower than what the kernel gets untuned (as that run measured them).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ..errors import first_line
 from .database import best_records, load_database, mean_seconds
 from .progress import Progress, SigintWatch, TuneResult, WorkloadResult
 from .records import export_best, repair_json_database
-from .space import cost_model, default_builder, default_runner, design_space, rule_schedules
+from .space import baseline_schedules, cost_model, default_builder, default_runner, design_space
 from .targets import target_key
 
 __all__ = ["SearchOptions", "measure", "run_search"]
@@ -92,16 +94,16 @@ def measure(builder, runner, target, mods: list) -> list:
 
 
 def _commit_rule_records(results, target, opts, database, progress) -> None:
-    """Measure the rule's schedule of each workload and commit it as a tuning record."""
+    """Measure each workload's baseline schedule and commit it as a tuning record."""
     owners, traces, mods = [], [], []
     for i, res in enumerate(results):
         try:
-            ruled = rule_schedules(res.workload.func, target, opts.rule)
+            ruled = baseline_schedules(res.workload, target, opts.rule)
         except Exception as err:  # noqa: BLE001  (the search goes on without it)
-            logger.warning("%s: the strategy rule failed: %s", res.workload.name, first_line(err))
+            logger.warning("%s: the baseline failed: %s", res.workload.name, first_line(err))
             ruled = []
         if not ruled:
-            logger.warning("%s: no traced rule schedule; searching without it", res.workload.name)
+            logger.warning("%s: no traced baseline; searching without it", res.workload.name)
             continue
         sch = tvm.s_tir.Schedule(res.workload.mod)  # what the record replays
         ruled[0].trace.apply_to_schedule(sch, remove_postproc=False)
@@ -112,7 +114,7 @@ def _commit_rule_records(results, target, opts, database, progress) -> None:
     for i, trace, secs in zip(owners, traces, measured, strict=True):
         res = results[i]
         if isinstance(secs, str):
-            logger.warning("%s: the rule's schedule %s", res.workload.name, secs)
+            logger.warning("%s: the baseline schedule %s", res.workload.name, secs)
             continue
         res.rule_seconds = mean_seconds(secs)
         mod = res.workload.mod
@@ -133,14 +135,17 @@ def _tasks(results, target, opts, work_dir: str, trials: int) -> list:
     generated."""
     names = [r.workload.name for r in results]
     loggers = get_loggers_from_work_dir(work_dir, names)
-    population = max(64, min(512, 16 * trials))
     tasks = []
     seeds = fork_seed(opts.seed, n=len(results))
     for index, (res, log, rand) in enumerate(zip(results, loggers, seeds, strict=True)):
+        # An LRN candidate's long body makes each evolved population slow to replay and
+        # score (minutes per iteration at 512): LRN tasks keep to 128.
+        cap = 128 if res.workload.is_lrn else 512
+        population = max(64, min(cap, 16 * trials))
         ctx = ms.TuneContext(
             mod=res.workload.mod,
             target=target,
-            space_generator=design_space(target, opts.rule),
+            space_generator=design_space(target, opts.rule, lrn=res.workload.is_lrn),
             search_strategy=ms.search_strategy.EvolutionarySearch(
                 population_size=population, init_min_unmeasured=min(50, population)
             ),
@@ -163,7 +168,7 @@ def _search(tasks, trials: int, opts, database, cost, progress, work_dir: str) -
     progress.tasks = [index for index, _ in tasks]
     ms.tune_tasks(
         tasks=[ctx for _, ctx in tasks],
-        task_weights=[1.0] * len(tasks),
+        task_weights=[float(progress.results[i].workload.weight) for i, _ in tasks],
         work_dir=work_dir,
         max_trials_global=trials * len(tasks),
         max_trials_per_task=trials,

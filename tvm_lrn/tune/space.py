@@ -1,10 +1,13 @@
-"""The design space of an LRN tuning task, and how its candidates are built and run.
+"""The design space of a tuning task, and how its candidates are built and run.
 
-The space is the union of MetaSchedule's generic space for the target and the strategy
-rule's own space: the rule's schedule and its tunable variants (``apply(func, target,
-tunable=True)`` of a DLight rule, as DLight's rules offer them). Candidates are built
-with :data:`tvm_lrn.lower.TIR_PIPELINE`, so a measured trace is the kernel that
-:func:`tvm_lrn.compile` builds from the same record.
+An LRN task's space is the union of MetaSchedule's generic space for the target and
+the strategy rule's own space: the rule's schedule and its tunable variants
+(``apply(func, target, tunable=True)`` of a DLight rule, as DLight's rules offer them).
+Any other kernel of a model gets MetaSchedule's default space for the target. Each
+task's baseline (:func:`baseline_schedules`) is measured before the search: the rule's
+schedule for LRN, the default schedule (:mod:`tvm_lrn.defaults`) for the others.
+Candidates are built with :data:`tvm_lrn.lower.TIR_PIPELINE`, so a measured trace is
+the kernel that :func:`tvm_lrn.compile` builds from the same record.
 """
 
 from __future__ import annotations
@@ -17,11 +20,19 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir import meta_schedule as ms
 from tvm.target import Target
 
+from ..defaults import default_rules as default_kernel_rules
 from ..errors import first_line
 from ..lower import TIR_PIPELINE
 from ..strategy import apply_rule, default_rules
 
-__all__ = ["cost_model", "default_builder", "default_runner", "design_space", "rule_schedules"]
+__all__ = [
+    "baseline_schedules",
+    "cost_model",
+    "default_builder",
+    "default_runner",
+    "design_space",
+    "rule_schedules",
+]
 
 logger = logging.getLogger("tvm_lrn")
 
@@ -55,6 +66,18 @@ def rule_schedules(func: tvm.tirx.PrimFunc, target: Target, rule=None) -> list[S
         schedules = [s for s in result if isinstance(s, Schedule)]
         if schedules:
             return schedules
+    return []
+
+
+def baseline_schedules(workload, target: Target, rule=None) -> list[Schedule]:
+    """What a workload gets without tuning, as traced schedules (empty if it has none):
+    :func:`rule_schedules` for an LRN, else the first default rule's schedule."""
+    if workload.is_lrn:
+        return rule_schedules(workload.func, target, rule)
+    for candidate in default_kernel_rules(target):
+        result = candidate.apply(workload.func, target, False)
+        if isinstance(result, Schedule):
+            return [result]
     return []
 
 
@@ -108,13 +131,16 @@ def _postprocs(target: Target):
     return [p for p in procs if not isinstance(p, ms.postproc.RewriteReductionBlock)]
 
 
-def design_space(target: Target, rule=None):
-    """The union of MetaSchedule's generic space and the rule's space for ``target``.
+def design_space(target: Target, rule=None, *, lrn: bool = True):
+    """For an LRN (``lrn=True``), the union of MetaSchedule's generic space and the
+    rule's space for ``target``; for another kernel, MetaSchedule's default space.
 
     Returns
     -------
     tvm.s_tir.meta_schedule.space_generator.SpaceGenerator
     """
+    if not lrn:
+        return ms.space_generator.PostOrderApply()  # MetaSchedule's defaults for target
     return ms.space_generator.SpaceGeneratorUnion(
         [_generic_space(target), _rule_space(target, rule)], postprocs=_postprocs(target)
     )

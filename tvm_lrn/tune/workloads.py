@@ -1,4 +1,5 @@
-"""Tuning workloads: the LRN PrimFuncs of a model or of given shapes, as legalized."""
+"""Tuning workloads: the LRN PrimFuncs of a model or of given shapes, as legalized, or
+every kernel of a model, as :func:`tvm_lrn.compile` fuses it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable, Sequence
 import tvm
 import tvm_ffi
 from tvm import relax
+from tvm.s_tir import meta_schedule as ms
 
 from ..op import is_lrn_primfunc, params_from_attrs, tvm_lrn
 from ..spec import LRNParams, canonicalize, check_dtype
@@ -17,6 +19,7 @@ __all__ = [
     "Workload",
     "extract_workloads",
     "lrn_workloads",
+    "model_workloads",
     "workload_mod",
     "workload_of",
 ]
@@ -30,25 +33,38 @@ PRESETS: dict[str, tuple[tuple[int, ...], ...]] = {
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
-    """One LRN kernel to tune: the PrimFunc exactly as ``relax.tvm_lrn`` legalizes it.
+    """One kernel to tune: an LRN PrimFunc exactly as ``relax.tvm_lrn`` legalizes it, or
+    another kernel of a model (a fused convolution, a dense layer...).
 
     Attributes
     ----------
     name : str
-        A readable, file-name safe task name, e.g. ``lrn_float32_1x96x55x55_s5``.
+        A readable, file-name safe task name, e.g. ``lrn_float32_1x96x55x55_s5`` or
+        ``fused_conv2d_add_relu``.
     func : tvm.tirx.PrimFunc
-        The legalized PrimFunc (no ``global_symbol``).
+        The legalized PrimFunc.
     shape : tuple of int or None
-        The static input shape (None where a dimension is symbolic).
+        The static input shape (None where a dimension is symbolic, and for other
+        kernels).
     dtype : str
-    params : LRNParams
+        The (first) input's dtype.
+    params : LRNParams or None
+        None for kernels that are not an LRN.
+    weight : int
+        How many times the model calls the kernel.
     """
 
     name: str
     func: tvm.tirx.PrimFunc = dataclasses.field(compare=False, repr=False)
     shape: tuple[int, ...] | None
     dtype: str
-    params: LRNParams
+    params: LRNParams | None
+    weight: int = dataclasses.field(default=1, compare=False)
+
+    @property
+    def is_lrn(self) -> bool:
+        """Whether the kernel is an LRN (tuned with the project's design space)."""
+        return self.params is not None
 
     @property
     def mod(self) -> tvm.IRModule:
@@ -189,3 +205,38 @@ def lrn_workloads(
             out = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(out)
     return extract_workloads(bb.get())
+
+
+def model_workloads(mod: tvm.IRModule, target) -> list[Workload]:
+    """Every kernel of a Relax module, fused as :func:`tvm_lrn.compile` fuses it for
+    ``target``, as MetaSchedule's Relax integration extracts them
+    (``extract_tasks``: one per distinct kernel, weighted by its number of calls).
+
+    Parameters
+    ----------
+    mod : tvm.IRModule
+    target : tvm.target.Target
+
+    Returns
+    -------
+    list of Workload
+    """
+    from ..build import fused_module  # (the pipeline imports this package)
+
+    if not isinstance(mod, tvm.IRModule):
+        raise TypeError(f"expected a Relax IRModule, got {type(mod).__name__}")
+    tasks = ms.relax_integration.extract_tasks(fused_module(mod, target), target)
+    out = []
+    for task in tasks:
+        func = task.dispatched[0]["main"]
+        if "tirx.is_scheduled" in func.attrs:
+            continue
+        if is_lrn_primfunc(func):
+            work = workload_of(func)
+        else:
+            dtype = str(func.params[0].ty.dtype) if func.params else ""
+            work = Workload(task.task_name, func, None, dtype, None)
+        taken = any(w.name == work.name for w in out)
+        name = f"{work.name}_{task.task_name}" if taken else work.name
+        out.append(dataclasses.replace(work, name=name, weight=int(task.weight)))
+    return out
