@@ -219,7 +219,6 @@ def apply_database(database=None, tuned: list | None = None):
     @tvm.transform.module_pass(opt_level=0, name="tvm_lrn.ApplyDatabase")
     def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         target = Target.current(allow_none=True)
-        found = database if database is not None else tune.shipped_database(target)
         pending = [
             (gvar, func)
             for gvar, func in mod.functions_items()
@@ -227,7 +226,10 @@ def apply_database(database=None, tuned: list | None = None):
             and not is_lrn_primfunc(func)
             and "tirx.is_scheduled" not in func.attrs
         ]
-        if found is None or not pending:
+        if not pending:
+            return mod
+        found = database if database is not None else tune.shipped_database(target)
+        if found is None:
             return mod
         db = tune.LRNDatabase(found)
         names = []
