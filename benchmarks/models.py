@@ -58,15 +58,16 @@ README_END = "<!-- END MODEL RESULTS -->"
 # --------------------------------------------------------------------------- contenders
 
 
-def _prepare(name: str, contender: str, batch: int, threads: int, work: Path):
-    """``(callable on a torch tensor, note)`` for one contender."""
+def _prepare(name: str, contender: str, x, threads: int, work: Path):
+    """``(callable on a torch tensor, note)`` for one contender (a fresh network each:
+    torch.compile and the backends must not share one module's compiled state)."""
     import torch
 
     import tvm_lrn
     from tvm_lrn import zoo
 
     model = zoo.build(name)
-    x = zoo.example_input(name, batch)
+    batch = x.shape[0]
     if contender == "torch":
         return model, "eager"
     if contender == "torch_compile":
@@ -126,7 +127,7 @@ def _case_rows(name: str, batch: int, args, work: Path):
         for contender in args.contenders:
             row = {"op": name, "contender": contender, "shape": "x".join(map(str, x.shape))}
             try:
-                fn, row["note"] = _prepare(name, contender, batch, args.threads, work)
+                fn, row["note"] = _prepare(name, contender, x, args.threads, work)
                 got = np.asarray(fn(x))
                 err = float(np.abs(got - truth).max() / np.abs(truth).max())
                 times = _time(fn, x, args.budget_s, args.repeats)

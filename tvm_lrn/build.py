@@ -40,7 +40,7 @@ from .lower import TIR_PIPELINE
 from .model import Model
 from .op import OP_PATTERN_OPAQUE, is_lrn_primfunc
 from .strategy import apply_rules, check_rule
-from .target import is_generic_host_cpu, resolve_target
+from .target import host_target, is_generic_host_cpu, resolve_target
 
 __all__ = [
     "apply_database",
@@ -61,13 +61,25 @@ def _is_gpu(target: Target) -> bool:
     return "gpu" in target.keys
 
 
+def _current_target(what: str) -> Target:
+    """The target a pass runs under (``tvm.compile`` runs the pipeline under it)."""
+    target = Target.current(allow_none=True)
+    if target is None:
+        raise ValueError(f"{what} needs a target: run it under `with target:`")
+    return target
+
+
+def _database_for(target: Target, database):
+    """``database``, else the one shipped for ``target`` (None if there is none)."""
+    return database if database is not None else tune.shipped_database(target)
+
+
 def _query_database(func, target, database):
     """``tune.query_database`` on ``database`` or the shipped one; ``(None, "")`` when
     there is no database at all."""
+    database = _database_for(target, database)
     if database is None:
-        database = tune.shipped_database(target)
-        if database is None:
-            return None, ""
+        return None, ""
     return tune.query_database(func, target, database)
 
 
@@ -158,9 +170,7 @@ def schedule_lrn_functions(*, rule=None, database=None, sources: dict | None = N
 
     @tvm.transform.module_pass(opt_level=0, name="tvm_lrn.ScheduleLRN")
     def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        target = Target.current(allow_none=True)
-        if target is None:
-            raise ValueError("tvm_lrn.ScheduleLRN needs a target: run it under `with target:`")
+        target = _current_target("tvm_lrn.ScheduleLRN")
         updates = {}
         for gvar, func in mod.functions_items():
             if not is_lrn_primfunc(func):
@@ -218,7 +228,7 @@ def apply_database(database=None, tuned: list | None = None):
 
     @tvm.transform.module_pass(opt_level=0, name="tvm_lrn.ApplyDatabase")
     def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        target = Target.current(allow_none=True)
+        target = _current_target("tvm_lrn.ApplyDatabase")
         pending = [
             (gvar, func)
             for gvar, func in mod.functions_items()
@@ -228,7 +238,7 @@ def apply_database(database=None, tuned: list | None = None):
         ]
         if not pending:
             return mod
-        found = database if database is not None else tune.shipped_database(target)
+        found = _database_for(target, database)
         if found is None:
             return mod
         db = tune.LRNDatabase(found)
@@ -277,28 +287,25 @@ def _position(passes: list, name: str) -> int:
     return names.index(name)
 
 
-def _fusion_passes(target: Target) -> list:
-    """The backend's legalization passes up to its default scheduling (GPU) or to its
-    end (CPU: FuseTIR), with the LRN kernels made opaque after AnnotateTIROpPattern so
-    that FuseOps leaves them alone and FuseTIR keeps their attributes."""
+def _split_legalize_passes(target: Target) -> tuple[list, list]:
+    """The backend's legalization passes as ``(fusion, default scheduling)``: up to its
+    default schedules (GPU: DLight's ApplyDefaultSchedule) or to its end (CPU: FuseTIR),
+    with the LRN kernels made opaque after AnnotateTIROpPattern so that FuseOps leaves
+    them alone and FuseTIR keeps their attributes; then the default schedules
+    (:mod:`tvm_lrn.defaults` on CPU, where TVM's list schedules nothing)."""
     passes = _backend_pipeline(target).legalize_passes(target)
     passes.insert(_position(passes, "AnnotateTIROpPattern") + 1, keep_lrn_opaque)
     if _is_gpu(target):
-        return passes[: _position(passes, "ApplyDefaultSchedule")]
-    return passes
+        split = _position(passes, "ApplyDefaultSchedule")
+        return passes[:split], passes[split:]
+    return passes, [default_schedules(target)]
 
 
 def _legalize_passes(target: Target, scheduling: list) -> list:
     """The backend's legalization passes with the ``scheduling`` passes spliced in
-    before its default schedules (DLight on GPU; :mod:`tvm_lrn.defaults` on CPU, where
-    TVM's list schedules nothing), which skip what they scheduled."""
-    passes = _backend_pipeline(target).legalize_passes(target)
-    fusion = _fusion_passes(target)
-    if _is_gpu(target):
-        rest = passes[_position(passes, "ApplyDefaultSchedule") :]
-    else:
-        rest = [default_schedules(target)]
-    return [*fusion, *scheduling, *rest]
+    before its default schedules, which skip what they scheduled."""
+    fusion, defaults = _split_legalize_passes(target)
+    return [*fusion, *scheduling, *defaults]
 
 
 def fused_module(mod: tvm.IRModule, target) -> tvm.IRModule:
@@ -315,7 +322,8 @@ def fused_module(mod: tvm.IRModule, target) -> tvm.IRModule:
     tvm.IRModule
     """
     target = resolve_target(target)
-    passes = _backend_pipeline(target).library_dispatch_passes(target) + _fusion_passes(target)
+    fusion, _ = _split_legalize_passes(target)
+    passes = _backend_pipeline(target).library_dispatch_passes(target) + fusion
     with target:
         return tvm.transform.Sequential(passes)(mod)
 
@@ -341,9 +349,7 @@ def lrn_pipeline(*, rule=None, database=None, sources: dict | None = None, tuned
 
     @tvm.transform.module_pass(opt_level=0, name="tvm_lrn.Pipeline")
     def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        target = Target.current(allow_none=True)
-        if target is None:
-            raise ValueError("the tvm_lrn pipeline needs a target: run it under `with target:`")
+        target = _current_target("the tvm_lrn pipeline")
         stock = _backend_pipeline(target)
         scheduling = [
             schedule_lrn_functions(rule=rule, database=database, sources=sources),
@@ -375,7 +381,7 @@ def _warn_if_generic_cpu(target: Target) -> None:
             "target %s has no mcpu, so TVM compiles for the baseline CPU (on x86-64 without "
             'AVX); target="host" or {"kind": "llvm", "mcpu": "%s"} compiles for this one',
             target,
-            resolve_target("host").attrs.get("mcpu", ""),
+            host_target().attrs.get("mcpu", ""),
         )
 
 
