@@ -4,6 +4,7 @@ import math
 import os
 
 import numpy as np
+import pytest
 from accuracy import check_against_exact, format_info, np_dtype
 from conftest import SAFE_FORMS, forced_form
 from hypothesis import HealthCheck, given, settings
@@ -25,9 +26,10 @@ def lrn_cases(draw):
     convention = draw(st.sampled_from(["torch", "onnx", "tensorflow", "caffe"]))
     odd_only = convention in ("tensorflow", "caffe")
     size = draw(st.integers(0, 4).map(lambda k: 2 * k + 1) if odd_only else st.integers(1, 9))
-    alpha = draw(st.sampled_from([0.0, 1e-4, 1e-2, 1.0, 3.0, 1e-30, 1e30]))
-    beta = draw(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]))
-    bias = draw(st.sampled_from([0.0, 1.0, 2.0, 1e-20, 1e20]) if alpha else st.just(1.0))
+    alpha = draw(st.sampled_from([0.0, 1e-4, 1e-2, 1.0, 3.0, 1e-30, 1e30, 0.0146]))
+    # A general beta takes another code path than the quarters: any value is drawn.
+    beta = draw(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]) | st.floats(0.01, 3.0))
+    bias = draw(st.sampled_from([0.0, 1.0, 2.0, 1e-20, 1e20, 9.34]) if alpha else st.just(1.0))
     nmant, tiny, big = format_info(dtype)
     lo = draw(st.floats(math.log2(tiny) - nmant, math.log2(big)))
     hi = draw(st.floats(lo, math.log2(big)))
@@ -55,3 +57,26 @@ def test_lrn_matches_reference(case):
         )
     p = canonicalize(size, alpha, beta, bias, axis, convention, ndim=len(shape))
     check_against_exact(y, reference.lrn_exact(x, p), dtype)
+
+
+def test_general_beta_in_float32_keeps_the_bound():
+    """A non-quarter beta above 1 with large window sums: once 10 ulp from the exact
+    result (float32 beta in the power, and the window sum's rounding amplified)."""
+    x = (np.random.default_rng(0).standard_normal((2, 11, 5, 1)) * 527).astype(np.float32)
+    kw = dict(size=7, alpha=0.014642637918905686, beta=1.7339722587173596, bias=9.340190947246645)
+    y = tvm_lrn.run(x, **kw)
+    p = canonicalize(**kw, axis=1, convention="torch", ndim=x.ndim)
+    check_against_exact(y, reference.lrn_exact(x, p), "float32")
+
+
+@pytest.mark.parametrize("form", sorted(SAFE_FORMS))
+def test_general_beta_below_one_in_float32(form):
+    """Betas up to 1 stay in float32 (the power in float64): long windows of values
+    near the top of the fast path's range (``d`` about 1e28), where beta rounded to
+    float32 would be off by ``ln d * 2**-25``, in every safe form."""
+    x = (np.random.default_rng(1).standard_normal((2, 40, 6, 5)) * 1e13).astype(np.float32)
+    kw = dict(size=31, alpha=0.5, beta=0.9, bias=1.0)
+    with forced_form(form):
+        y = tvm_lrn.run(x, **kw)
+    p = canonicalize(**kw, axis=1, convention="torch", ndim=x.ndim)
+    check_against_exact(y, reference.lrn_exact(x, p), "float32")

@@ -167,9 +167,10 @@ def number_format(dtype: str) -> NumberFormat:
 
 
 #: Above this beta, inputs of up to 32 bits are computed in float64: the result's
-#: relative error is about beta times that of the window sum, so float32 arithmetic
-#: would no longer meet the 8-ulp bound.
-BETA_FLOAT32_MAX = 2.0
+#: relative error is about beta times that of the float32 window sum, which for betas
+#: above 1 and windows of 9 or more squares already reaches the 8-ulp bound
+#: (tests/test_property.py draws such cases).
+BETA_FLOAT32_MAX = 1.0
 
 
 def compute_dtype(dtype: str, beta: float = 0.75) -> str:

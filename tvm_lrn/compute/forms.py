@@ -43,7 +43,7 @@ Both apply to float32 compute with windows up to :data:`MAX_UNROLLED_WINDOW` and
 ordinary ``bias``/``alpha`` (:func:`resolve_form`); elsewhere they give the scaled form.
 
 **scaled** (blocks ``lrn_window_max``, ``lrn_window_sumsq``, ``lrn``; always applies:
-float64 inputs, float32 with ``beta > 2``, long windows, extreme ``bias``, and GPU
+float64 inputs, float32 with ``beta > 1``, long windows, extreme ``bias``, and GPU
 targets without float64; :mod:`tvm_lrn.compute.scaled`):
 
 1. ``M = max |x_j|`` over the window.
@@ -107,8 +107,8 @@ def _fast_path_applies(params: LRNParams, fmt: NumberFormat) -> bool:
     """Whether the guarded and checked forms (float32 fast path, float64 fallback) serve
     ``params``.
 
-    They need float32 compute (inputs of at most 32 bits, ``beta <= 2``), a window short
-    enough to unroll, a fast range (:func:`sum_bound`), and parameters for which
+    They need float32 compute (inputs of at most 32 bits, ``beta <= 1``), a window
+    short enough to unroll, a fast range (:func:`sum_bound`), and parameters for which
     float64 holds every intermediate of the fallback: squares of float32 numbers lie in
     ``2**[-298, 256]``, so ``bias`` and ``alpha`` only must not be absurdly small
     (``d`` would become subnormal) or large.
