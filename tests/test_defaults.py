@@ -25,6 +25,13 @@ def _conv_relu(c_in, c_out, side, kernel, stride, pad):
     return te.create_prim_func([x, w, b, y])
 
 
+def _group_conv_relu(c_in, c_out, side, groups):
+    x = te.placeholder((1, c_in, side, side), "float32", name="x")
+    w = te.placeholder((c_out, c_in // groups, 3, 3), "float32", name="w")
+    y = topi.nn.relu(topi.nn.group_conv2d_nchw(x, w, 1, 1, 1, groups))
+    return te.create_prim_func([x, w, y])
+
+
 def _max_pool(c, side):
     x = te.placeholder((1, c, side, side), "float32", name="x")
     y = topi.nn.pool2d(x, (3, 3), (2, 2), (1, 1), (0, 0, 0, 0), "max")
@@ -43,6 +50,8 @@ CASES = {
     "conv11s4": lambda: _conv_relu(3, 16, 35, 11, 4, 2),
     "conv5": lambda: _conv_relu(8, 24, 13, 5, 1, 2),
     "conv3_c1": lambda: _conv_relu(1, 3, 7, 3, 1, 1),
+    "group_conv": lambda: _group_conv_relu(8, 24, 13, 2),
+    "group_conv_3_per_group": lambda: _group_conv_relu(16, 24, 9, 8),
     "maxpool": lambda: _max_pool(12, 27),
     "matmul": lambda: _matmul(96, 40),
 }
@@ -79,6 +88,17 @@ def test_structure_under_named_target():
     assert re.search(r"T\.unroll\((T\.int64\()?8\)?\)", script)
     assert re.search(r"T\.vectorized\((T\.int64\()?16\)?\)", script)
     assert 'scope="local"' in script
+
+
+def test_grouped_convolution_tiles_filters_of_one_group():
+    """The filters of one group read the same input vector, so a grouped convolution's
+    tile is 8 output channels of one group (12 per group: 6) x the row, like a plain
+    convolution's, not 8 rows of the output."""
+    for c_out, rows in ((32, 8), (24, 6)):
+        sch = ParallelVectorize.apply(_group_conv_relu(16, c_out, 13, 2), TARGET, False)
+        update = sch.get_sblock("group_conv2d_nchw_update")
+        extents = [int(sch.get(loop).extent) for loop in sch.get_loops(update)]
+        assert extents[-2:] == [rows, 13], (c_out, extents)
 
 
 def test_lanes_never_exceed_one_native_vector():

@@ -11,15 +11,17 @@ kernels), then those two rules.
 outputs: a register tile of ``rows x lanes`` outputs whose lanes run along the innermost
 spatial loop and whose rows run along a spatial loop the vector operand does not depend
 on (for a convolution the output channel, so that one input vector feeds several
-filters), or else along the same loop (a batch-1 dense layer: then the tile spans up to
-4096 outputs, so that each reduction step reads a whole weight row in one sequential
-pass); the reduction loops inside the tile, the accumulators in a local buffer, the
-epilogue (bias, ReLU) fused into the write-back, and the loops outside the tile fused
-and parallel. Spatial-only kernels are fused, vectorized and parallel.
+filters: in a grouped convolution, filters of one group), or else along the same loop
+(a batch-1 dense layer: then the tile spans up to 4096 outputs, so that each reduction
+step reads a whole weight row in one sequential pass); the reduction loops inside the
+tile, the accumulators in a local buffer, the epilogue (bias, ReLU) fused into the
+write-back, and the loops outside the tile fused and parallel.
+Spatial-only kernels are fused, vectorized and parallel.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 import tvm
@@ -52,6 +54,43 @@ def _largest_divisor(extent: int, limit: int) -> int:
 def _vars_of(region) -> set[str]:
     """Names of the variables a buffer region's indices use."""
     return {v.name for rng in region.region for v in tirx.analysis.undefined_vars(rng.min)}
+
+
+def _group_of(name: str, regions) -> int | None:
+    """How the indices of ``regions`` use the variable ``name``: 0 when not at all,
+    ``G`` when only as ``name // G`` (a grouped convolution's input channel is
+    ``out_channel // G * in_per_group + rc``: filters of one group share an input),
+    None otherwise."""
+    groups, uses = [], []
+
+    def visit(node):
+        if isinstance(node, tirx.Var) and node.name == name:
+            uses.append(node)
+        elif (
+            isinstance(node, tirx.FloorDiv)
+            and isinstance(node.a, tirx.Var)
+            and node.a.name == name
+            and isinstance(node.b, tirx.IntImm)
+        ):
+            groups.append(int(node.b))
+
+    for region in regions:
+        for rng in region.region:
+            _visit_expr(rng.min, visit)
+    if len(uses) != len(groups):
+        return None
+    return math.gcd(*groups) if groups else 0
+
+
+def _visit_expr(expr, visit) -> None:
+    """Call ``visit`` on ``expr`` and its sub-expressions (TVM 0.27 exposes no TIR
+    expression visitor to Python)."""
+    visit(expr)
+    children = [getattr(expr, name, None) for name in ("a", "b", "value", "condition")]
+    children += list(getattr(expr, "args", None) or [])
+    for child in children:
+        if isinstance(child, tirx.Expr):
+            _visit_expr(child, visit)
 
 
 def _static_extents(info) -> list[int] | None:
@@ -92,14 +131,17 @@ def _tile_loops(sch: Schedule, spatial: list, vector_reads, lanes_limit: int):
     """
     last, last_extent = spatial[-1]
     lanes = _lanes(last_extent, lanes_limit)
-    free = [
-        (it, ext)
-        for it, ext in spatial[:-1]
-        if ext > 1 and not any(it.var.name in names for names in vector_reads)
-    ]
+    # Row candidates: loops the vector operand does not change along within a run of
+    # ``span`` iterations (the whole extent, or a group of a grouped convolution).
+    free = []
+    for it, ext in spatial[:-1]:
+        group = _group_of(it.var.name, vector_reads)
+        span = ext if group == 0 else math.gcd(group or 1, ext)
+        if ext > 1 and span > 1:
+            free.append((it, span))
     if free:
-        row_iter, row_extent = free[-1]
-        rows = _largest_divisor(row_extent, _MAX_ROWS)
+        row_iter, row_span = free[-1]
+        rows = _largest_divisor(row_span, _MAX_ROWS)
         row_outer, row_loop = sch.split(row_iter.loop_rv, [None, rows])
         lane_outer, lane_loop = sch.split(last.loop_rv, [None, lanes])
         outer = [row_outer if it is row_iter else it.loop_rv for it, _ in spatial[:-1]] + [
@@ -120,8 +162,7 @@ def _schedule_reduction(sch: Schedule, info, epilogues, lanes_limit: int) -> Non
     spatial = [pair for pair, k in zip(iters, kinds, strict=True) if k == "S"]
     reduction = [it.loop_rv for (it, _), k in zip(iters, kinds, strict=True) if k == "R"]
     last_var = spatial[-1][0].var.name
-    reads = [_vars_of(region) for region in sch.get(block).reads]
-    vector_reads = [names for names in reads if last_var in names]
+    vector_reads = [r for r in sch.get(block).reads if last_var in _vars_of(r)]
     outer, row_loop, lane_loop = _tile_loops(sch, spatial, vector_reads, lanes_limit)
     sch.reorder(*outer, *reduction, row_loop, lane_loop)
     write_back = sch.cache_write(block, 0, "local")

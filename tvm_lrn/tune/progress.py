@@ -179,7 +179,7 @@ class Progress(ms.measure_callback.PyMeasureCallback):
         if enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc="tuning LRN", unit="trial", leave=True)
+            self.bar = tqdm(total=total, desc="tuning", unit="trial", leave=True)
 
     def count(self, index: int, run_secs: list) -> None:
         """Count the measurements ``run_secs`` (None: failed) of workload ``index``."""
