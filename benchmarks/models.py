@@ -10,8 +10,9 @@
 
 Each thread count runs in its own process (``TVM_NUM_THREADS`` is read when TVM's thread
 pool starts). Per network and batch every contender is prepared (compiled), its output
-checked against the network run by torch in float64 (``max|y - truth| / max|truth|``),
-then timed: two untimed calls, then calls until ``--budget-s`` seconds or ``--repeats``
+checked against the network run by torch in float64 (``max|y - truth| / max|truth|``);
+then all are timed together, interleaved: two untimed calls each, then rounds of one call
+of each contender, each until ``--repeats`` calls or ``--budget-s`` seconds of its own
 calls (at least three); the CSV keeps the median and the minimum. Contenders:
 
 - ``torch``: eager, ``torch.no_grad()``;
@@ -103,14 +104,24 @@ def _prepare(name: str, contender: str, x, threads: int, work: Path):
     return compiled, f"{len(compiled.tuned_kernels)} kernels with records"
 
 
-def _time(fn, x, budget_s: float, repeats: int) -> list[float]:
-    for _ in range(2):
-        fn(x)
-    times, start = [], time.perf_counter()
-    while len(times) < 3 or (len(times) < repeats and time.perf_counter() - start < budget_s):
-        t = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t)
+def _time_interleaved(fns: dict, x, budget_s: float, repeats: int) -> dict[str, list[float]]:
+    """Time the contenders ``{name: fn}`` in rounds, one call of each per round, so that
+    drift of the machine (clock, other load) reaches all of them alike. A contender
+    leaves the rounds after ``repeats`` calls, or after ``budget_s`` seconds of its own
+    calls once it has three."""
+    for fn in fns.values():
+        for _ in range(2):
+            fn(x)
+    times = {name: [] for name in fns}
+    active = list(fns)
+    while active:
+        for name in list(active):
+            t = time.perf_counter()
+            fns[name](x)
+            times[name].append(time.perf_counter() - t)
+            spent = sum(times[name])
+            if len(times[name]) >= repeats or (len(times[name]) >= 3 and spent >= budget_s):
+                active.remove(name)
     return times
 
 
@@ -124,27 +135,28 @@ def _case_rows(name: str, batch: int, args, work: Path):
     with torch.no_grad():
         truth = zoo.build(name, dtype=torch.float64)(x.double()).numpy()
         nbytes = sum(p.numel() * 4 for p in zoo.build(name).parameters()) + x.numel() * 4
+        rows, fns = {}, {}
         for contender in args.contenders:
             row = {"op": name, "contender": contender, "shape": "x".join(map(str, x.shape))}
+            rows[contender] = row
             try:
-                fn, row["note"] = _prepare(name, contender, x, args.threads, work)
-                got = np.asarray(fn(x))
-                err = float(np.abs(got - truth).max() / np.abs(truth).max())
-                times = _time(fn, x, args.budget_s, args.repeats)
+                fns[contender], row["note"] = _prepare(name, contender, x, args.threads, work)
+                got = np.asarray(fns[contender](x))
             except Exception as exc:  # noqa: BLE001 (one contender failing must not stop the run)
                 row.update(check="error", note=str(exc).splitlines()[0][:200])
-                yield row
+                fns.pop(contender, None)
                 continue
+            err = float(np.abs(got - truth).max() / np.abs(truth).max())
+            row.update(max_rel_err=f"{err:.3g}", check="ok" if err <= 1e-4 else "FAIL")
+        for contender, times in _time_interleaved(fns, x, args.budget_s, args.repeats).items():
             median = statistics.median(times)
-            row.update(
+            rows[contender].update(
                 median_ms=f"{median * 1e3:.4g}",
                 min_ms=f"{min(times) * 1e3:.4g}",
                 gbps=f"{nbytes / median / 1e9:.4g}",
-                max_rel_err=f"{err:.3g}",
-                check="ok" if err <= 1e-4 else "FAIL",
                 repeats=len(times),
             )
-            yield row
+    yield from rows.values()
 
 
 def _worker(args) -> None:

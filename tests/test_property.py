@@ -69,7 +69,8 @@ def test_general_beta_in_float32_keeps_the_bound():
     check_against_exact(y, reference.lrn_exact(x, p), "float32")
 
 
-@pytest.mark.parametrize("form", sorted(SAFE_FORMS))
+# The forms whose fast path computes the power in float32 (the scaled form has its own).
+@pytest.mark.parametrize("form", ["checked", "guarded"])
 def test_general_beta_below_one_in_float32(form):
     """Betas up to 1 stay in float32 (the power in float64): long windows of values
     near the top of the fast path's range (``d`` about 1e28), where beta rounded to
