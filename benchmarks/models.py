@@ -12,8 +12,10 @@ Each thread count runs in its own process (``TVM_NUM_THREADS`` is read when TVM'
 pool starts). Per network and batch every contender is prepared (compiled), its output
 checked against the network run by torch in float64 (``max|y - truth| / max|truth|``);
 then all are timed together, interleaved: two untimed calls each, then rounds of one call
-of each contender, each until ``--repeats`` calls or ``--budget-s`` seconds of its own
-calls (at least three); the CSV keeps the median and the minimum. Contenders:
+of each contender (a 50 ms pause before each call, so that no other contender's
+spinning threads are left running), each until ``--repeats`` calls or ``--budget-s``
+seconds of its own calls (at least three); the CSV keeps the median and the minimum.
+Contenders:
 
 - ``torch``: eager, ``torch.no_grad()``;
 - ``torch_compile``: ``torch.compile`` with inductor;
@@ -104,6 +106,9 @@ def _prepare(name: str, contender: str, x, threads: int, work: Path):
     return compiled, f"{len(compiled.tuned_kernels)} kernels with records"
 
 
+_PAUSE_S = 0.05
+
+
 def _time_interleaved(fns: dict, x, budget_s: float, repeats: int) -> dict[str, list[float]]:
     """Time the contenders ``{name: fn}`` in rounds, one call of each per round, so that
     drift of the machine (clock, other load) reaches all of them alike. A contender
@@ -116,6 +121,9 @@ def _time_interleaved(fns: dict, x, budget_s: float, repeats: int) -> dict[str, 
     active = list(fns)
     while active:
         for name in list(active):
+            # Thread pools spin-wait after a call (ONNX Runtime's, TVM's, OpenMP's):
+            # the pause lets the last contender's threads sleep before the next one runs.
+            time.sleep(_PAUSE_S)
             t = time.perf_counter()
             fns[name](x)
             times[name].append(time.perf_counter() - t)
