@@ -59,14 +59,23 @@ def test_lrn_matches_reference(case):
     check_against_exact(y, reference.lrn_exact(x, p), dtype)
 
 
+def _check_float32_run(x, form=None, **kw):
+    """``tvm_lrn.run(x, **kw)`` (torch convention, axis 1) against the exact reference."""
+    if form is None:
+        y = tvm_lrn.run(x, **kw)
+    else:
+        with forced_form(form):
+            y = tvm_lrn.run(x, **kw)
+    p = canonicalize(**kw, axis=1, convention="torch", ndim=x.ndim)
+    check_against_exact(y, reference.lrn_exact(x, p), "float32")
+
+
 def test_general_beta_in_float32_keeps_the_bound():
     """A non-quarter beta above 1 with large window sums: once 10 ulp from the exact
     result (float32 beta in the power, and the window sum's rounding amplified)."""
     x = (np.random.default_rng(0).standard_normal((2, 11, 5, 1)) * 527).astype(np.float32)
     kw = dict(size=7, alpha=0.014642637918905686, beta=1.7339722587173596, bias=9.340190947246645)
-    y = tvm_lrn.run(x, **kw)
-    p = canonicalize(**kw, axis=1, convention="torch", ndim=x.ndim)
-    check_against_exact(y, reference.lrn_exact(x, p), "float32")
+    _check_float32_run(x, **kw)
 
 
 # The forms whose fast path computes the power in float32 (the scaled form has its own).
@@ -74,10 +83,6 @@ def test_general_beta_in_float32_keeps_the_bound():
 def test_general_beta_below_one_in_float32(form):
     """Betas up to 1 stay in float32 (the power in float64): long windows of values
     near the top of the fast path's range (``d`` about 1e28), where beta rounded to
-    float32 would be off by ``ln d * 2**-25``, in every safe form."""
+    float32 would be off by ``ln d * 2**-25``, in both forms with a float32 fast path."""
     x = (np.random.default_rng(1).standard_normal((2, 40, 6, 5)) * 1e13).astype(np.float32)
-    kw = dict(size=31, alpha=0.5, beta=0.9, bias=1.0)
-    with forced_form(form):
-        y = tvm_lrn.run(x, **kw)
-    p = canonicalize(**kw, axis=1, convention="torch", ndim=x.ndim)
-    check_against_exact(y, reference.lrn_exact(x, p), "float32")
+    _check_float32_run(x, form, size=31, alpha=0.5, beta=0.9, bias=1.0)

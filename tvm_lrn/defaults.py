@@ -136,8 +136,10 @@ def _tile_loops(sch: Schedule, spatial: list, vector_reads, lanes_limit: int):
     free = []
     for it, ext in spatial[:-1]:
         group = _group_of(it.var.name, vector_reads)
-        span = ext if group == 0 else math.gcd(group or 1, ext)
-        if ext > 1 and span > 1:
+        if group is None:
+            continue
+        span = ext if group == 0 else math.gcd(group, ext)
+        if span > 1:
             free.append((it, span))
     if free:
         row_iter, row_span = free[-1]
