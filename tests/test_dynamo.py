@@ -83,13 +83,6 @@ def test_graph_break_and_multiple_outputs(compiled_graphs):
     np.testing.assert_allclose(s.numpy(), ref_s.numpy(), rtol=1e-5)
 
 
-def test_non_tensor_inputs_fall_back_to_eager():
-    gm = torch.fx.symbolic_trace(nn.LocalResponseNorm(3))
-    with pytest.warns(UserWarning, match="eagerly"):
-        fn = dynamo.tvm_lrn_backend(gm, [torch.randn(1, 4, 2, 2), 3], **WHOLE)
-    assert fn == gm.forward
-
-
 def test_fx_importer_path_when_export_fails(compiled_graphs, monkeypatch):
     import tvm_lrn.frontend.torch as frontend_torch
 

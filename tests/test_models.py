@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tvm
+from accuracy import float32_bound, rel_err
 from tvm import relax
 
 import tvm_lrn
@@ -90,14 +91,6 @@ class GoogLeNetStem(nn.Module):
 NETS = {"alexnet": (AlexNet, (1, 3, 67, 67)), "googlenet_stem": (GoogLeNetStem, (1, 3, 64, 64))}
 
 
-def rel_err(got, truth) -> float:
-    got = np.asarray(got, dtype=np.float64)
-    truth = np.asarray(truth, dtype=np.float64)
-    if not np.all(np.isfinite(got)):
-        return float("inf")
-    return float(np.max(np.abs(got - truth)) / np.max(np.abs(truth)))
-
-
 def _net(name):
     cls, shape = NETS[name]
     torch.manual_seed(2012)
@@ -160,23 +153,6 @@ def test_float32_ordinary_inputs_match_float64_torch(f32):
     x = torch.rand(*f32.shape)
     err = rel_err(f32.run_ours(x), f32.truth(x))
     assert err < 1e-5, err
-
-
-def float32_bound(net, x) -> float:
-    """Error bound for a float32 run of ``net`` on ``x * 1e21``, from float32 itself.
-
-    Past about 1e3 the LRN denominator is dominated by ``alpha * s`` and the nets are
-    positively homogeneous, so ``x * 1e6`` is in the same regime without overflowing:
-    there torch float32 eager shows how much float32 rounding before an LRN (near-zero
-    conv outputs end up divided by a tiny window sum) is amplified. AlexNet's second LRN
-    makes that ~1e-4; the GoogLeNet stem stays ~5e-7. A correct LRN stays within a small
-    multiple of it (the LRN alone is checked to a few ulp in test_frontend_torch).
-    """
-    f64 = copy.deepcopy(net).double()
-    with torch.no_grad():
-        x6 = x * 1e6
-        err = rel_err(net.float()(x6.float()).numpy(), f64(x6.double()).numpy())
-    return min(1e-3, max(1e-5, 10 * err))
 
 
 def test_float32_overflowing_inputs(f32):

@@ -394,7 +394,16 @@ LOOKALIKES = {
 
 @pytest.mark.parametrize("name", list(LOOKALIKES))
 def test_lookalikes_are_left_alone(name):
-    _assert_unchanged(_chain(**LOOKALIKES[name]))
+    # Left alone, and the user is told which bindings look like LRN (the tail ``gv``
+    # and the average pool ``lv3`` of _chain), since they stay unsafe.
+    with pytest.warns(UserWarning, match=r"gv = x / \(lv3 \* alpha \+ bias\).*not one"):
+        _assert_unchanged(_chain(**LOOKALIKES[name]))
+
+
+def test_a_fused_chain_gives_no_lookalike_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FuseLRN()(_chain())
 
 
 def test_asymmetric_window_is_matched_as_custom():
@@ -426,7 +435,9 @@ def test_max_pool_is_not_a_window_sum():
     def pool(s):
         return relax.op.nn.max_pool3d(s, (3, 1, 1), padding=(1, 0, 0))
 
-    _assert_unchanged(_pooled_square_lrn((1, 6, 3, 3), pool, 1e-4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no average pool: nothing that looks like LRN
+        _assert_unchanged(_pooled_square_lrn((1, 6, 3, 3), pool, 1e-4))
 
 
 def test_pool_along_another_axis_is_lrn_along_that_axis():

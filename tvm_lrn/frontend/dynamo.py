@@ -15,14 +15,17 @@ With ``options={"whole_graph": True}`` the whole graph goes to TVM instead
 TVM's importer, :func:`~tvm_lrn.transform.FuseLRN`) and :func:`tvm_lrn.compile`. If
 ``torch.export`` refuses the graph, TVM's FX importer takes it
 (:func:`tvm_lrn.frontend.torch.from_fx`). A graph that path cannot take (symbolic sizes
-passed as inputs, an op TVM does not import) runs eagerly, with a warning, instead of
-failing the user's model.
+passed as inputs, as ``dynamic=True`` and Dynamo's recompiles after a new shape give; an
+op TVM does not import) goes the default way instead, with a warning: never eagerly,
+where LRN would overflow.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+
+from ..errors import first_line
 
 __all__ = ["compile_graph", "tvm_lrn_backend"]
 
@@ -83,33 +86,39 @@ def tvm_lrn_backend(gm, example_inputs, **options):
     Returns
     -------
     callable
-        The compiled graph; in the whole-graph mode ``gm.forward`` if it could not be
-        compiled.
+        The compiled graph.
     """
     import torch
 
     # torch.compile(..., options={...}) hands a callable backend ``options=`` itself.
     options = {**options, **(options.pop("options", None) or {})}
     if not options.get("whole_graph", False):
-        from torch._inductor.compile_fx import compile_fx
-
-        from .torch_op import replace_lrn
-
-        logger.info("tvm_lrn backend: %d LRN calls -> tvm_lrn custom op", replace_lrn(gm))
-        return compile_fx(gm, example_inputs)
-
-    target = options.get("target")
+        return _inductor_with_safe_lrn(gm, example_inputs)
     if not all(isinstance(a, torch.Tensor) for a in example_inputs):
         warnings.warn(
-            "tvm_lrn backend: graph takes non-tensor inputs (symbolic sizes); running it "
-            "eagerly. Use torch.compile(..., dynamic=False) or tvm_lrn.from_torch("
-            "dynamic_batch=True) for a compiled dynamic batch.",
+            "tvm_lrn backend: the graph takes symbolic sizes, which the whole-graph mode "
+            "cannot compile; inductor compiles it with the safe LRN op instead",
             stacklevel=2,
         )
-        return gm.forward
+        return _inductor_with_safe_lrn(gm, example_inputs)
     try:
-        return compile_graph(gm, example_inputs, target)
+        return compile_graph(gm, example_inputs, options.get("target"))
     except Exception as err:  # noqa: BLE001 (any import/compile failure: stay correct)
-        logger.warning("tvm_lrn backend: compiling the graph failed (%s); running eagerly", err)
-        warnings.warn(f"tvm_lrn backend fell back to eager: {err}", stacklevel=2)
-        return gm.forward
+        logger.warning("tvm_lrn backend: compiling the graph failed (%s)", err)
+        warnings.warn(
+            f"tvm_lrn backend: the whole graph did not compile ({first_line(err)}); "
+            "inductor compiles it with the safe LRN op instead",
+            stacklevel=2,
+        )
+        return _inductor_with_safe_lrn(gm, example_inputs)
+
+
+def _inductor_with_safe_lrn(gm, example_inputs):
+    """Inductor's compilation of ``gm`` with every LRN call as the safe custom op (it
+    takes symbolic sizes too: the op's kernel is compiled per rank, not per shape)."""
+    from torch._inductor.compile_fx import compile_fx
+
+    from .torch_op import replace_lrn
+
+    logger.info("tvm_lrn backend: %d LRN calls -> tvm_lrn custom op", replace_lrn(gm))
+    return compile_fx(gm, example_inputs)
