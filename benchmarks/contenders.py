@@ -20,6 +20,7 @@ from contenders_tvm import (
     make_tvm_lrn_unsafe,
     tvm_torch_version,
 )
+from contenders_user import make_compiled_numpy, make_compiled_torch, make_run_numpy
 from tvm_kernels import tvm_lrn_version, tvm_version
 
 __all__ = ["CONTENDERS", "copy_keys", "lrn_contenders", "peer_keys"]
@@ -65,6 +66,30 @@ CONTENDERS: dict[str, Contender] = {
             tvm_lrn_version,
             _GPU,
             what=f"the fast path alone, no check and no fallback (benchmark only), {_PRE}",
+        ),
+        Contender(
+            "compiled_numpy",
+            "compiled(x), numpy",
+            "lrn",
+            make_compiled_numpy,
+            tvm_lrn_version,
+            what="tvm_lrn.compile of a one-LRN model called on a numpy array, output returned",
+        ),
+        Contender(
+            "compiled_torch",
+            "compiled(x), torch",
+            "lrn",
+            make_compiled_torch,
+            tvm_lrn_version,
+            what="the same model on torch.from_numpy of the array, torch output returned",
+        ),
+        Contender(
+            "run_numpy",
+            "tvm_lrn.run(x)",
+            "lrn",
+            make_run_numpy,
+            tvm_lrn_version,
+            what="tvm_lrn.run on a numpy array, output returned",
         ),
         Contender(
             "topi",

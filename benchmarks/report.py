@@ -74,12 +74,19 @@ RATIO_COLUMNS = (
     # same buffers: the safety cost without the difference between two processes
     "safety_cost_paired",
     "tuned_speedup",
+    # the user paths' time over the kernel's (tvm_lrn row): what calling it costs
+    "compiled_numpy_over_kernel",
+    "compiled_torch_over_kernel",
+    "run_numpy_over_kernel",
     # the same ratios from the minimum times (noise only adds time, but one lucky repeat
     # decides a minimum: neither statistic is steady on a shared machine)
     "speedup_vs_torch_compile_min",
     "fraction_of_copy_min",
     "safety_cost_min",
 )
+
+#: The contenders that call tvm_lrn as users do (``contenders_user.py``).
+USER_PATHS = ("compiled_numpy", "compiled_torch", "run_numpy")
 
 #: Where the results are written by default.
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -249,6 +256,9 @@ def ratios(rows: list[dict]) -> list[dict]:
                 r["speedup_vs_best_peer"] = f"{peer_t[best] / ours:.3g}"
             if "tvm_lrn_tuned" in t:
                 r["tuned_speedup"] = f"{ours / t['tvm_lrn_tuned']:.3g}"
+            for key in USER_PATHS:
+                if key in t:
+                    r[f"{key}_over_kernel"] = f"{t[key] / ours:.3g}"
             _statistic_ratios(r, t, "")
             _statistic_ratios(r, minimum.get(case, {}), "_min")
         out.append(r)
@@ -278,7 +288,9 @@ def _intro(meta: dict) -> str:
         "*safety cost* is tvm_lrn time / time of its fast path alone "
         "(no check, no guard, no fallback), both kernels timed alternately in one process "
         "on the same buffers (the median over repeats of their ratio; the ratios of their "
-        "times in two processes are in the ratios CSV)."
+        "times in two processes are in the ratios CSV); *user paths* are the times of "
+        "`compiled(x)` on numpy, on torch, and of `tvm_lrn.run(x)`, over the tvm_lrn "
+        "kernel's (1 = no cost for calling it as users do)."
     )
 
 
@@ -320,6 +332,8 @@ def _ratio_cells(rr: dict) -> list[str]:
             continue
         low = rr.get(col + "_min", "")
         cells.append((fmt.format(v) if v else "–") + (f" ({fmt.format(low)})" if low else ""))
+    user = [rr.get(f"{key}_over_kernel", "") or "–" for key in USER_PATHS]
+    cells.append(" / ".join(user) if any(u != "–" for u in user) else "–")
     return cells
 
 
@@ -336,7 +350,7 @@ def markdown_table(rows: list[dict], meta: dict) -> str:
         key=lambda sd: (sd[1] != "float32", order.get(sd[0], len(order)), sd[0]),
     )
     head = ["shape", "dtype"] + [CONTENDERS[k].label for k in lrn_keys] + ["best copy"]
-    head += ["vs torch.compile", "vs best peer", "of copy", "safety cost"]
+    head += ["vs torch.compile", "vs best peer", "of copy", "safety cost", "user paths"]
     lines = [_intro(meta), ""]
     for threads in sorted({int(r["threads"]) for r in rows}):
         if threads:

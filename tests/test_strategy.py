@@ -808,8 +808,9 @@ def test_channels_last_symbolic_kernel_stays_in_bounds(shape, size):
 
 
 @needs_nvcc
-def test_eager_cuda_kernel_installs_the_precise_callback():
-    """tvm_lrn.run on CUDA: the kernel will be JIT-compiled on the GPU without fast math."""
+def test_eager_cuda_model_installs_the_precise_callback():
+    """tvm_lrn.run's model for CUDA: its kernels will be JIT-compiled on the GPU without
+    fast math (the callback is installed before the VM loads them)."""
     import tvm.support.nvcc  # noqa: F401  (registers the default callback)
 
     from tvm_lrn import eager
@@ -817,8 +818,13 @@ def test_eager_cuda_kernel_installs_the_precise_callback():
     name = "tvm_callback_cuda_compile"
     default = tvm_ffi.get_global_func(name)
     params = canonicalize(5, ndim=4)
+    model = eager.model((2, 8, 4, 4), "float32", params, str(CUDA80), op.form_for(CUDA80))
+    assert model.device.dlpack_device_type() == tvm.cuda().dlpack_device_type()
     try:
-        eager.kernel(4, "float32", params, str(CUDA80), op.form_for(CUDA80))
+        try:
+            model.vm  # noqa: B018  (loading needs a GPU; the callback comes first)
+        except Exception:  # noqa: BLE001, S110  (no GPU here: loading fails after it)
+            pass
         assert not tvm_ffi.get_global_func(name).same_as(default)
     finally:
         cuda_math.set_precise_cuda_math(False)

@@ -7,11 +7,13 @@ from . import tune
 from .build import compile
 from .eager import run
 from .frontend import from_onnx, from_torch
+from .interop import InputError
 from .model import Model, load_module
 from .op import local_response_norm
 from .spec import LRNParams, canonicalize
 
 __all__ = [
+    "InputError",
     "LRNParams",
     "Model",
     "canonicalize",

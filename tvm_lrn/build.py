@@ -39,8 +39,9 @@ from .intrin import check_target
 from .lower import TIR_PIPELINE
 from .model import Model
 from .op import OP_PATTERN_OPAQUE, is_lrn_primfunc
+from .signature import signatures
 from .strategy import apply_rules, check_rule
-from .target import host_target, is_generic_host_cpu, resolve_target
+from .target import resolve_target, warn_if_generic_cpu
 
 __all__ = [
     "apply_database",
@@ -375,14 +376,24 @@ except ValueError:  # already registered (module reloaded)
 # --------------------------------------------------------------------------- entry point
 
 
-def _warn_if_generic_cpu(target: Target) -> None:
-    if is_generic_host_cpu(target):
-        logger.warning(
-            "target %s has no mcpu, so TVM compiles for the baseline CPU (on x86-64 without "
-            'AVX); target="host" or {"kind": "llvm", "mcpu": "%s"} compiles for this one',
-            target,
-            host_target().attrs.get("mcpu", ""),
-        )
+def _checked_arguments(mod, target, rule, database, example_args):
+    """``(IRModule, Target)`` of :func:`compile`'s arguments, every one checked here, not
+    in the pipeline, whose passes turn errors into RuntimeError."""
+    from .frontend import to_irmodule_if_torch
+
+    mod = to_irmodule_if_torch(mod, example_args)
+    if isinstance(mod, relax.Function):
+        mod = tvm.IRModule({"main": mod})
+    if not isinstance(mod, tvm.IRModule):
+        raise TypeError(f"mod must be a tvm.IRModule or relax.Function, got {type(mod).__name__}")
+    target = resolve_target(target)
+    warn_if_generic_cpu(target)
+    if rule is not None:
+        check_rule(rule)
+    found = _database_for(target, database)  # also $TVM_LRN_SCHEDULES: errors name the file
+    if found is not None:
+        tune.load_database(found)
+    return mod, target
 
 
 def compile(  # noqa: A001
@@ -421,24 +432,19 @@ def compile(  # noqa: A001
     >>> model = tvm_lrn.compile(mod, "llvm")
     >>> y = model(np.ones((1, 16, 8, 8), "float32"))
     """
-    from .frontend import to_irmodule_if_torch
-
-    mod = to_irmodule_if_torch(mod, example_args)
-    if isinstance(mod, relax.Function):
-        mod = tvm.IRModule({"main": mod})
-    if not isinstance(mod, tvm.IRModule):
-        raise TypeError(f"mod must be a tvm.IRModule or relax.Function, got {type(mod).__name__}")
-    target = resolve_target(target)
-    _warn_if_generic_cpu(target)
-    # Checked here, not in the pipeline, whose passes turn errors into RuntimeError.
-    if rule is not None:
-        check_rule(rule)
-    if database is not None:
-        tune.load_database(database)
+    mod, target = _checked_arguments(mod, target, rule, database, example_args)
     sources: dict[str, str] = {}
     tuned: list[str] = []
     pipeline = lrn_pipeline(rule=rule, database=database, sources=sources, tuned=tuned)
-    executable = tvm.compile(mod, target=target, relax_pipeline=pipeline, tir_pipeline=TIR_PIPELINE)
+    # "compiled": the VM functions become native code too, not bytecode to interpret
+    executable = relax.build(mod, target, None, pipeline, TIR_PIPELINE, exec_mode="compiled")
     if not sources:
         logger.info("no LRN PrimFunc in the module compiled for %s", target.kind.name)
-    return Model(executable, target=target, schedule_sources=sources, tuned_kernels=tuned)
+    return Model(
+        executable,
+        target,
+        schedule_sources=sources,
+        tuned_kernels=tuned,
+        element_aligned=True,
+        signatures=signatures(mod),
+    )

@@ -263,11 +263,9 @@ def _load_model(path: str, input_shapes=()):
         raise FileNotFoundError(f"no such file: {path}")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".pt2":
-        import torch
+        from .frontend.torch import from_exported_program, load_exported_program
 
-        from .frontend.torch import from_exported_program
-
-        return from_exported_program(torch.export.load(path))
+        return from_exported_program(load_exported_program(path))
     if ext == ".onnx":
         from .frontend import from_onnx
 

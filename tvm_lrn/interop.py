@@ -1,28 +1,130 @@
-"""Handing torch tensors to TVM without a copy where TVM accepts the memory."""
+"""Handing numpy arrays and torch tensors to TVM without a copy where TVM accepts the
+memory."""
 
 from __future__ import annotations
 
+import numpy as np
 import tvm
+import tvm_ffi
 
-__all__ = ["borrow_torch"]
+__all__ = [
+    "TVM_ALIGNMENT",
+    "InputError",
+    "borrow",
+    "borrow_torch",
+    "element_alignment",
+    "input_dtype",
+    "try_borrow",
+]
+
+#: The alignment TVM declares for buffer parameters (and its DLPack import requires).
+TVM_ALIGNMENT = 64
+
+_DLPACK_CPU = 1  # kDLCPU: the DLPack device type of host memory
 
 
-def borrow_torch(t) -> tvm.runtime.Tensor:
-    """A TVM tensor over ``t``'s memory (DLPack), or over one copy where TVM refuses it.
+class InputError(TypeError, ValueError):
+    """An input tvm_lrn cannot take (kind, dtype, byte order, shape, count): one type for
+    all of them, a TypeError and a ValueError, so that either ``except`` catches it."""
+
+
+def input_dtype(x, where: str) -> str:
+    """The dtype name of ``x`` (a numpy array, torch tensor or TVM tensor), after checking
+    that its memory can be handed to TVM; else raise :class:`InputError` saying what to
+    do.
 
     Parameters
     ----------
-    t : torch.Tensor
-        Any layout; a non-contiguous tensor is made contiguous first.
+    x : object
+        The input.
+    where : str
+        What ``x`` is, for the message (e.g. ``"main() argument 0"``).
+    """
+    if isinstance(x, tvm.runtime.Tensor):
+        return str(x.dtype)
+    if isinstance(x, np.ma.MaskedArray):
+        raise InputError(
+            f"{where} is a masked array, whose mask tvm_lrn would lose: pass "
+            "x.filled(value) (or np.asarray(x) to ignore the mask)"
+        )
+    if isinstance(x, np.ndarray | np.generic):
+        if not x.dtype.isnative:
+            raise InputError(
+                f"{where} is big-endian ({x.dtype.str}); TVM reads native byte order: pass "
+                "x.astype(x.dtype.newbyteorder('='))"
+            )
+        return x.dtype.name
+    if type(x).__module__.startswith("torch") and hasattr(x, "__dlpack__"):
+        if x.device.type == "meta":
+            raise InputError(
+                f"{where} is a meta tensor, which has no data to compute on: pass a "
+                "tensor on the CPU or a GPU (torch.compile traces the op through its fake "
+                "implementation instead)"
+            )
+        return str(x.dtype).replace("torch.", "")
+    raise InputError(
+        f"{where} must be a numpy array, a torch tensor or a tvm.runtime.Tensor, "
+        f"got {type(x).__name__}"
+    )
+
+
+def element_alignment(device) -> int | None:
+    """The alignment kernels built with :data:`tvm_lrn.lower.TIR_PIPELINE` need on
+    ``device``: None (one element) on the CPU, :data:`TVM_ALIGNMENT` elsewhere
+    (:mod:`tvm_lrn.lower.param_alignment`)."""
+    return None if device.dlpack_device_type() == _DLPACK_CPU else TVM_ALIGNMENT
+
+
+def try_borrow(x, alignment: int) -> tvm.runtime.Tensor | None:
+    """A TVM tensor over ``x``'s memory (contiguous, on its own device, ``alignment``
+    bytes aligned), or None where TVM cannot take it as it is."""
+    try:
+        return tvm_ffi.from_dlpack(x, require_alignment=alignment, require_contiguous=True)
+    except (ValueError, RuntimeError, TypeError, BufferError):
+        return None  # read-only numpy memory, a dtype DLPack lacks, misaligned memory
+
+
+def borrow(x, device, alignment: int | None = TVM_ALIGNMENT) -> tvm.runtime.Tensor:
+    """A TVM tensor on ``device`` over ``x``'s memory, or over one copy where it cannot be.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or torch.Tensor
+        Any layout; a non-contiguous one is made contiguous first. The caller has
+        checked its dtype and detached it from autograd.
+    device : tvm.runtime.Device
+        Where the kernel runs; memory elsewhere is copied there.
+    alignment : int or None
+        Bytes the kernel needs its parameters aligned to; None: one element (the CPU
+        kernels of :data:`tvm_lrn.lower.TIR_PIPELINE`, :func:`element_alignment`).
 
     Returns
     -------
     tvm.runtime.Tensor
-        Shares memory with ``t`` when ``t`` is contiguous and 64-byte aligned (TVM only
-        borrows aligned memory; ``torch.from_numpy`` results often are not).
+        Shares memory with ``x`` when it is contiguous, aligned and on ``device``.
     """
-    t = t.detach().contiguous()
-    try:
-        return tvm.runtime.from_dlpack(t)
-    except (ValueError, RuntimeError):
-        return tvm.runtime.from_dlpack(t.clone())
+    if isinstance(x, np.ndarray | np.generic):
+        x = np.asarray(x, order="C")  # keeps a 0-d array 0-d, unlike ascontiguousarray
+        same_device = device.dlpack_device_type() == _DLPACK_CPU
+    else:
+        x = x.contiguous()
+        kind, index = x.__dlpack_device__()
+        same_device = (int(kind), int(index)) == (int(device.dlpack_device_type()), device.index)
+    if same_device:
+        borrowed = try_borrow(x, alignment or x.itemsize)
+        if borrowed is not None:
+            return borrowed
+    if isinstance(x, np.ndarray):
+        return tvm.runtime.tensor(x, device)
+    if same_device:  # a copy on the same device keeps it off the host
+        return tvm.runtime.from_dlpack(x.clone())
+    # through torch's memory, not numpy's: numpy has no bfloat16
+    return tvm.runtime.from_dlpack(x.cpu().clone()).copyto(device)
+
+
+def borrow_torch(t) -> tvm.runtime.Tensor:
+    """:func:`borrow` of a torch tensor (detached) for a kernel with TVM's alignment, on
+    the tensor's own device."""
+    t = t.detach()
+    kind, index = t.__dlpack_device__()
+    return borrow(t, tvm.device(int(kind), int(index)))

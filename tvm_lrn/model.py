@@ -16,7 +16,9 @@ import tvm
 from tvm import relax
 from tvm.target import Target
 
-from .interop import borrow_torch
+from .errors import first_line
+from .interop import TVM_ALIGNMENT, InputError, borrow, element_alignment, try_borrow
+from .signature import check_call
 
 __all__ = ["METADATA_SUFFIX", "Model", "load_module"]
 
@@ -26,6 +28,56 @@ METADATA_SUFFIX = ".tvm_lrn.json"
 
 def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "__dlpack__")
+
+
+def _static_signatures(signatures: dict) -> dict:
+    """``{name: ((numpy dtype, shape), ...)}`` of the functions that take only tensors of
+    static shapes and numpy dtypes (for :meth:`Model._fast_path`)."""
+    out = {}
+    for name, signature in signatures.items():
+        try:
+            out[name] = tuple(
+                (np.dtype(spec["dtype"]), tuple(int(d) for d in spec["shape"]))
+                for spec in signature
+            )
+        except (TypeError, ValueError, KeyError):
+            continue  # a non-tensor, symbolic or non-numpy parameter
+    return out
+
+
+def _plain_cpu_tensor(t, dtype: np.dtype, shape: tuple) -> bool:
+    """Whether ``t`` is a CPU torch tensor of ``dtype`` and ``shape`` that asks for no
+    gradient (what the fast path takes)."""
+    import torch
+
+    return (
+        type(t) is torch.Tensor
+        and t.is_cpu
+        and t.shape == shape
+        and t.itemsize == dtype.itemsize
+        and str(t.dtype)[6:] == dtype.name
+        and not (t.requires_grad and torch.is_grad_enabled())
+    )
+
+
+def _torch_from_dlpack(out):
+    import torch
+
+    return torch.from_dlpack(out)
+
+
+def _refuse_grad(name: str, t) -> None:
+    """A compiled model has no backward: an input that asks for gradients is refused
+    rather than detached silently."""
+    if t.requires_grad:
+        import torch
+
+        if torch.is_grad_enabled():
+            raise InputError(
+                f"{name}(): an input requires grad, but a compiled model computes no "
+                "gradients; call it under torch.no_grad() or torch.inference_mode(), or "
+                "pass x.detach() (torch.compile(model, backend='tvm_lrn') trains)"
+            )
 
 
 def _ensure_precise_device_math(device) -> None:
@@ -59,10 +111,24 @@ class Model:
     tuned_kernels : list of str
         The other kernels (convolutions, dense layers...) that got a tuned record; the
         rest got the default schedules.
+    element_aligned : bool
+        Whether the kernels were built with :data:`tvm_lrn.lower.TIR_PIPELINE`, whose CPU
+        kernels read inputs aligned to one element: then any numpy array or torch tensor
+        is borrowed, not copied; else only 64-byte aligned memory is.
+    signatures : dict
+        ``{function name: what it takes}`` (:mod:`tvm_lrn.signature`), checked before
+        every call; a function missing from it is not checked.
     """
 
-    def __init__(
-        self, executable, target=None, device=None, schedule_sources=None, tuned_kernels=None
+    def __init__(  # noqa: PLR0913  (the state of a model; all but the first optional)
+        self,
+        executable,
+        target=None,
+        device=None,
+        schedule_sources=None,
+        tuned_kernels=None,
+        element_aligned=False,
+        signatures=None,
     ):
         self.executable = executable
         self.target = target
@@ -71,13 +137,25 @@ class Model:
         self.device = device
         self.schedule_sources = dict(schedule_sources or {})
         self.tuned_kernels = list(tuned_kernels or [])
+        self.element_aligned = bool(element_aligned)
+        self.signatures = dict(signatures or {})
         self._vm = None
+        self._functions = {}
+        self._alignment = element_alignment(device) if element_aligned else TVM_ALIGNMENT
+        self._static = {}
+        if self._alignment is None:  # a CPU model that borrows any element-aligned memory
+            self._static = _static_signatures(self.signatures)
 
     @property
     def vm(self) -> relax.VirtualMachine:
         """The Relax VM (created on first use, so CUDA builds work without a GPU)."""
         if self._vm is None:
             _ensure_precise_device_math(self.device)
+            if not self.device.exist:
+                raise RuntimeError(
+                    f"this model runs on {self.device}, which this machine does not have "
+                    "(export_library writes it for a machine that does)"
+                )
             self._vm = relax.VirtualMachine(self.executable, self.device)
         return self._vm
 
@@ -86,33 +164,74 @@ class Model:
         return self.call("main", *args)
 
     def call(self, name: str, *args):
-        """Run the Relax function ``name`` on ``args``; see :meth:`__call__`."""
+        """Run the Relax function ``name`` on ``args``; see :meth:`__call__`.
+
+        Raises
+        ------
+        InputError
+            ``args`` do not fit the function (count, dtype, rank, shape), one of them
+            cannot be handed to TVM (big-endian, masked, meta), or a torch input needs
+            gradients, which a compiled model does not give.
+        """
+        function = self._functions.get(name) or self._function(name)
+        fast = self._fast_path(name, args)
+        if fast is not None:
+            kind, borrowed = fast
+            out = function(*borrowed)
+            if type(out) is tvm.runtime.Tensor:
+                return np.from_dlpack(out) if kind == "numpy" else _torch_from_dlpack(out)
+            return _from_tvm(out, kind)
+        check_call(name, self.signatures.get(name), args)
         kind = "tvm"
-        if any(_is_torch(a) for a in args):
-            kind = "torch"
-        elif any(isinstance(a, np.ndarray | np.generic) for a in args):
-            kind = "numpy"
-        converted = [self._to_tvm(a) for a in args]
-        out = self.vm[name](*converted)
+        for a in args:
+            if _is_torch(a):
+                _refuse_grad(name, a)
+                kind = "torch"
+            elif kind == "tvm" and isinstance(a, np.ndarray | np.generic):
+                kind = "numpy"
+        out = function(*[self._to_tvm(a) for a in args])
         return _from_tvm(out, kind)
+
+    def _fast_path(self, name: str, args: tuple):
+        """``(kind, borrowed args)`` when ``args`` are all numpy arrays or all CPU torch
+        tensors (not asking for gradients) of exactly the dtypes and static shapes
+        ``name`` takes, on a CPU model; else None: the general path checks and converts.
+        Python run after a kernel runs on cold caches and costs several times what it
+        costs in a loop, so the common call does as little as it can."""
+        expected = self._static.get(name)
+        if expected is None or len(args) != len(expected) or not args:
+            return None
+        kind = "numpy" if type(args[0]) is np.ndarray else "torch"
+        borrowed = []
+        for a, (dtype, shape) in zip(args, expected, strict=True):
+            if kind == "numpy":
+                if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape:
+                    return None
+            elif not _plain_cpu_tensor(a, dtype, shape):
+                return None
+            t = try_borrow(a, a.itemsize)
+            if t is None:
+                return None
+            borrowed.append(t)
+        return kind, borrowed
+
+    def _function(self, name: str):
+        vm = self.vm
+        try:
+            function = vm[name]
+        except (AttributeError, KeyError, RuntimeError) as err:
+            raise InputError(f"the model has no function {name!r} ({first_line(err)})") from None
+        self._functions[name] = function  # a VM lookup costs as much as a small call
+        return function
 
     def _to_tvm(self, x):
         if isinstance(x, tvm.runtime.Tensor):
             return x
         if _is_torch(x):
-            return self._torch_to_tvm(x)
-        if isinstance(x, np.ndarray | np.generic):
-            return tvm.runtime.tensor(np.ascontiguousarray(x), self.device)
-        return x  # shapes, scalars: the VM converts them itself
-
-    def _torch_to_tvm(self, t):
-        t_type, t_id = t.__dlpack_device__()
-        dev = self.device
-        same_device = (int(t_type), int(t_id)) == (int(dev.dlpack_device_type()), dev.index)
-        if not same_device:
-            # Different device: one host copy is unavoidable.
-            return tvm.runtime.tensor(t.detach().cpu().contiguous().numpy(), self.device)
-        return borrow_torch(t)
+            x = x.detach()  # no gradient is asked for (checked in call)
+        elif not isinstance(x, np.ndarray | np.generic):
+            return x  # shapes, scalars: the VM converts them itself
+        return borrow(x, self.device, self._alignment)
 
     def export_library(self, path, **kwargs):
         """Write a deployable shared library (and ``path + ".tvm_lrn.json"`` metadata).
@@ -125,11 +244,21 @@ class Model:
             Passed to ``Executable.export_library`` (``fcompile``, ``cc`` options).
         """
         path = os.fspath(path)
-        self.executable.export_library(path, **kwargs)
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"export_library: {path} is a folder; name a file in it")
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"export_library: the folder {folder} does not exist")
+        try:
+            self.executable.export_library(path, **kwargs)
+        except Exception as err:  # noqa: BLE001 (the compiler's or linker's failure)
+            raise RuntimeError(f"export_library to {path} failed: {first_line(err)}") from None
         meta = {
             "target": None if self.target is None else _target_json(self.target),
             "device_type": int(self.device.dlpack_device_type()),
             "schedule_sources": self.schedule_sources,
+            "element_aligned": self.element_aligned,
+            "signatures": self.signatures,
         }
         with open(path + METADATA_SUFFIX, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
@@ -187,11 +316,24 @@ def _from_tvm(out, kind: str):
 
             return torch.from_dlpack(out)
         if kind == "numpy":
-            return out.numpy()
+            return _numpy_view(out)
         return out
     if isinstance(out, list | tuple | tvm.ir.Array):
         return tuple(_from_tvm(o, kind) for o in out)
     return out
+
+
+def _numpy_view(out: tvm.runtime.Tensor) -> np.ndarray:
+    """``out`` as numpy without a copy where numpy can view it (a CPU tensor of a numpy
+    dtype). The VM's pooled allocator then gets the memory back when the caller drops the
+    array, so the next call reuses it instead of faulting in fresh pages (a copy to fresh
+    numpy memory each call cost as much as the kernel on large outputs)."""
+    if out.device.dlpack_device_type() == tvm.cpu().dlpack_device_type():
+        try:
+            return np.from_dlpack(out)
+        except (TypeError, BufferError, RuntimeError, ValueError):
+            pass  # bfloat16 has no numpy DLPack dtype
+    return out.numpy()
 
 
 def _read_metadata(path: str) -> dict:
@@ -199,8 +341,17 @@ def _read_metadata(path: str) -> dict:
     meta_path = path + METADATA_SUFFIX
     if not os.path.exists(meta_path):
         return {}
-    with open(meta_path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{meta_path}: not tvm_lrn metadata ({first_line(err)}); export the model again, "
+            "or delete the file to load the library without it"
+        ) from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: not tvm_lrn metadata (a JSON object is expected)")
+    return meta
 
 
 def load_module(path, device=None) -> Model:
@@ -219,8 +370,18 @@ def load_module(path, device=None) -> Model:
     Model
     """
     path = os.fspath(path)
-    lib = tvm.runtime.load_module(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"load_module: {path} is a folder, not a library")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load_module: no file {path}")
     meta = _read_metadata(path)
+    try:
+        lib = tvm.runtime.load_module(path)
+    except Exception as err:  # noqa: BLE001 (the loader's error types come from C++)
+        raise ValueError(
+            f"load_module: {path} is not a library TVM can load ({first_line(err)}); "
+            "export one with Model.export_library"
+        ) from None
     target = None
     if meta.get("target"):
         try:
@@ -230,5 +391,10 @@ def load_module(path, device=None) -> Model:
     if device is None and meta.get("device_type") is not None:
         device = tvm.device(int(meta["device_type"]), 0)
     return Model(
-        lib, target=target, device=device, schedule_sources=meta.get("schedule_sources", {})
+        lib,
+        target=target,
+        device=device,
+        schedule_sources=meta.get("schedule_sources", {}),
+        element_aligned=meta.get("element_aligned", False),
+        signatures=meta.get("signatures"),
     )

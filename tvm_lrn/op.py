@@ -249,6 +249,8 @@ def lrn_primfunc(
         the attributes of :func:`primfunc_attrs`.
     """
     params = params.with_axis(len(shape))
+    if isinstance(shape[params.axis], int | tvm.tirx.IntImm):
+        params = params.clamped(int(shape[params.axis]))  # constant compile time
     dims = [
         tvm.tirx.IntImm("int64", int(d))
         if isinstance(d, int | tvm.tirx.IntImm)

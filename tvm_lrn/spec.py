@@ -15,6 +15,7 @@ from dataclasses import dataclass
 __all__ = [
     "CONVENTIONS",
     "FLOAT_DTYPES",
+    "MAX_WINDOW",
     "LRNParams",
     "canonicalize",
     "check_canonical",
@@ -26,6 +27,9 @@ CONVENTIONS = ("torch", "onnx", "tensorflow", "caffe")
 
 #: Input dtypes the operator accepts.
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+#: The longest window: the op's attributes and TVM's loop bounds are int32.
+MAX_WINDOW = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,20 @@ class LRNParams:
             self.lo, self.hi, self.alpha, self.beta, self.bias, _normalize_axis(self.axis, ndim)
         )
 
+    def clamped(self, extent: int) -> LRNParams:
+        """The same LRN on an axis of ``extent`` elements, its window cut to the axis.
+
+        A window reaching more than ``extent - 1`` elements either way only adds zero
+        padding, so the result is the same, while the kernel no longer loops over a
+        window of ``size``, whose compile time grows with it.
+        """
+        reach = max(int(extent) - 1, 0)
+        if self.lo <= reach and self.hi <= reach:
+            return self
+        return LRNParams(
+            min(self.lo, reach), min(self.hi, reach), self.alpha, self.beta, self.bias, self.axis
+        )
+
     def as_attrs(self) -> dict:
         """The parameters as a flat dict (PrimFunc attributes, cache keys)."""
         return {
@@ -79,6 +97,8 @@ def _check_size(size) -> int:
         raise TypeError(f"size must be an integer, got {size!r} ({type(size).__name__})")
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
+    if size > MAX_WINDOW:
+        raise ValueError(f"size must be at most 2**31 - 1 = {MAX_WINDOW} (int32), got {size}")
     return int(size)
 
 
@@ -127,6 +147,10 @@ def check_canonical(lo, hi, alpha, beta, bias, axis) -> LRNParams:
     for name in ("lo", "hi"):
         if ints[name] < 0:
             raise ValueError(f"{name} must be >= 0, got {ints[name]}")
+        if ints[name] >= MAX_WINDOW:
+            raise ValueError(f"{name} must be below 2**31 - 1 (int32), got {ints[name]}")
+    if abs(ints["axis"]) > MAX_WINDOW:
+        raise ValueError(f"axis must fit in int32, got {ints['axis']}")
     alpha, beta, bias = (
         _check_nonneg(n, v) for n, v in (("alpha", alpha), ("beta", beta), ("bias", bias))
     )

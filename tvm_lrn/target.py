@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import logging
 
-from tvm.target import Target
+from tvm.target import Target, codegen
 
-__all__ = ["resolve_target", "host_target", "is_generic_host_cpu"]
+__all__ = ["resolve_target", "host_target", "is_generic_host_cpu", "warn_if_generic_cpu"]
+
+logger = logging.getLogger("tvm_lrn")
 
 
 @functools.lru_cache(maxsize=1)
@@ -32,14 +35,31 @@ def resolve_target(target=None) -> Target:
     if target is None or (isinstance(target, str) and target in ("host", "cpu")):
         return host_target()
     if isinstance(target, Target):
-        return target
+        return _check_mcpu(target, target)
     if not isinstance(target, (str, dict)):
         raise TypeError(f"target must be a str, dict or tvm.target.Target, got {target!r}")
     try:
-        return Target(target)
+        resolved = Target(target)
     except (ValueError, TypeError) as err:  # what Target raises for unknown kinds/options
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"unknown or invalid target {target!r}: {first}") from None
+    return _check_mcpu(resolved, target)
+
+
+def _check_mcpu(target: Target, given) -> Target:
+    """``target``, unless LLVM does not know its ``mcpu``: LLVM would then compile for its
+    generic CPU and print a warning for every kernel, so the target is refused once."""
+    for t in (target, target.host):
+        mcpu = t.attrs.get("mcpu") if t is not None and t.kind.name == "llvm" else None
+        if not mcpu:
+            continue
+        triple = str(t.attrs.get("mtriple") or codegen.llvm_get_system_triple())
+        if not codegen.llvm_is_valid_cpu(str(mcpu), triple):
+            raise ValueError(
+                f"unknown or invalid target {given!r}: LLVM knows no CPU {str(mcpu)!r} for "
+                f"{triple} (tvm.target.codegen.llvm_get_cpu_archlist(target) lists them)"
+            )
+    return target
 
 
 def is_generic_host_cpu(target: Target) -> bool:
@@ -48,3 +68,14 @@ def is_generic_host_cpu(target: Target) -> bool:
     if target.kind.name != "llvm" or target.attrs.get("mcpu"):
         return False
     return str(target.attrs.get("mtriple", "")) == str(host_target().attrs.get("mtriple", ""))
+
+
+def warn_if_generic_cpu(target: Target) -> None:
+    """Log a warning when ``target`` is the plain ``"llvm"`` of :func:`is_generic_host_cpu`."""
+    if is_generic_host_cpu(target):
+        logger.warning(
+            "target %s has no mcpu, so TVM compiles for the baseline CPU (on x86-64 without "
+            'AVX); target="host" or {"kind": "llvm", "mcpu": "%s"} compiles for this one',
+            target,
+            host_target().attrs.get("mcpu", ""),
+        )

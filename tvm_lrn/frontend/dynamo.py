@@ -16,8 +16,9 @@ TVM's importer, :func:`~tvm_lrn.transform.FuseLRN`) and :func:`tvm_lrn.compile`.
 ``torch.export`` refuses the graph, TVM's FX importer takes it
 (:func:`tvm_lrn.frontend.torch.from_fx`). A graph that path cannot take (symbolic sizes
 passed as inputs, as ``dynamic=True`` and Dynamo's recompiles after a new shape give; an
-op TVM does not import) goes the default way instead, with a warning: never eagerly,
-where LRN would overflow.
+op TVM does not import; a graph that needs gradients, which a TVM model does not give)
+goes the default way instead, with a warning: never eagerly, where LRN would overflow,
+and never detached.
 """
 
 from __future__ import annotations
@@ -93,6 +94,15 @@ def tvm_lrn_backend(gm, example_inputs, **options):
     # torch.compile(..., options={...}) hands a callable backend ``options=`` itself.
     options = {**options, **(options.pop("options", None) or {})}
     if not options.get("whole_graph", False):
+        return _inductor_with_safe_lrn(gm, example_inputs)
+    if torch.is_grad_enabled() and any(getattr(a, "requires_grad", False) for a in example_inputs):
+        warnings.warn(
+            "tvm_lrn backend: the graph needs gradients (inputs or parameters require "
+            "grad), which a whole-graph TVM model does not compute; inductor compiles it "
+            "with the safe LRN op, which has a backward (torch.no_grad() or "
+            "torch.inference_mode() around the call gives the whole-graph mode)",
+            stacklevel=2,
+        )
         return _inductor_with_safe_lrn(gm, example_inputs)
     if not all(isinstance(a, torch.Tensor) for a in example_inputs):
         warnings.warn(

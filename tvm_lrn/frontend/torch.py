@@ -14,15 +14,18 @@ exact Python scalars of the exported graph are handed to FuseLRN.
 
 from __future__ import annotations
 
+import logging
 import numbers
 import warnings
 
 import numpy as np
 import tvm
 
+from ..errors import first_line
 from ..transform import FuseLRN
 
 __all__ = [
+    "load_exported_program",
     "exact_scalars_of",
     "export",
     "from_exported_program",
@@ -295,3 +298,48 @@ def to_irmodule_if_torch(obj, example_args=None, **kwargs):
     if example_args is None:
         raise ValueError("compiling a torch.nn.Module needs example_args (example inputs)")
     return from_torch(obj, example_args, **kwargs)
+
+
+def load_exported_program(path):
+    """``torch.export.load(path)``, with one clear error for a file that is not an
+    archive of ``torch.export.save`` (torch logs its whole traceback as a warning first:
+    kept quiet here, since the error says it).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.pt2`` file.
+
+    Returns
+    -------
+    torch.export.ExportedProgram
+    """
+    import torch
+
+    export_logger = logging.getLogger("torch.export")
+    caught = _Captured()
+    # torch's logging gives this logger handlers of its own: swap them out, not only
+    # stop propagation
+    saved = export_logger.handlers, export_logger.propagate
+    export_logger.handlers, export_logger.propagate = [caught], False
+    try:
+        return torch.export.load(path)
+    except Exception as err:  # noqa: BLE001 (torch raises several kinds for a bad file)
+        # torch logged the reason (a traceback) and raised "check the warnings above"
+        reason = first_line("\n".join(caught.lines) or str(err), limit=200)
+        raise ValueError(
+            f"{path}: not a torch.export archive (torch.export.save writes one): {reason}"
+        ) from None
+    finally:
+        export_logger.handlers, export_logger.propagate = saved
+
+
+class _Captured(logging.Handler):
+    """Keeps the messages (tracebacks included) a logger emits, instead of printing them."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))

@@ -12,17 +12,30 @@ from __future__ import annotations
 import tvm
 
 from .annotations import PLANE_TASK
+from .param_alignment import AlignParamsToElements, align_params_to_elements
 from .plane_tasks import LowerPlaneTasks, lower_plane_tasks
 
-__all__ = ["PLANE_TASK", "TIR_PIPELINE", "LowerPlaneTasks", "lower_plane_tasks"]
+__all__ = [
+    "PLANE_TASK",
+    "TIR_PIPELINE",
+    "AlignParamsToElements",
+    "LowerPlaneTasks",
+    "align_params_to_elements",
+    "lower_plane_tasks",
+]
 
-#: Name of the registered TIR pipeline: :class:`LowerPlaneTasks`, then TVM's default.
+#: Name of the registered TIR pipeline: :class:`LowerPlaneTasks` and
+#: :class:`AlignParamsToElements`, then TVM's default.
 TIR_PIPELINE = "tvm_lrn"
 
 
 def _pipeline():
     stock, finalize_host, finalize_device = tvm.tirx.get_tir_pipeline("default")
-    return tvm.transform.Sequential([LowerPlaneTasks(), stock]), finalize_host, finalize_device
+    return (
+        tvm.transform.Sequential([LowerPlaneTasks(), AlignParamsToElements(), stock]),
+        finalize_host,
+        finalize_device,
+    )
 
 
 tvm.tirx.register_tir_pipeline(TIR_PIPELINE, _pipeline)

@@ -12,6 +12,7 @@ onto this compute, and the schedule primitives check that it still applies.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -99,13 +100,33 @@ def shipped_database(target=None) -> str | None:
     return None
 
 
+def _check_json_lines(path: str) -> None:
+    """Raise ValueError naming ``path`` and the line unless every line is JSON: TVM's
+    loader says only "Cannot tokenize" from a worker thread, without the file."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"{path}, line {number}: not a MetaSchedule JSON record ({err.msg}); "
+                    "this is not a tuning database (tvm_lrn.tune writes one)"
+                ) from None
+
+
 @functools.lru_cache(maxsize=16)
 def _json_database(path: str, _stamp: tuple):
-    return ms.database.JSONDatabase(
-        path_workload=os.path.join(path, WORKLOAD_FILE),
-        path_tuning_record=os.path.join(path, RECORD_FILE),
-        allow_missing=False,
-    )
+    files = (os.path.join(path, WORKLOAD_FILE), os.path.join(path, RECORD_FILE))
+    for file in files:
+        _check_json_lines(file)
+    try:
+        return ms.database.JSONDatabase(files[0], files[1], allow_missing=False)
+    except Exception as err:  # noqa: BLE001 (TVM raises its own error types from C++)
+        raise ValueError(
+            f"the tuning database in {path} does not load: {first_line(err)}"
+        ) from None
 
 
 def load_database(database):
@@ -125,6 +146,8 @@ def load_database(database):
     FileNotFoundError
         If the folder does not hold ``database_workload.json`` and
         ``database_tuning_record.json``.
+    ValueError
+        If they are not a database (the message names the file and the line).
     """
     if isinstance(database, ms.database.Database):
         return database, type(database).__name__

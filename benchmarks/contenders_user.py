@@ -1,0 +1,89 @@
+"""tvm_lrn as its users call it: a compiled model's ``compiled(x)`` and ``tvm_lrn.run(x)``.
+
+Unlike the kernel rows, these get no preallocated buffers: the input is a plain numpy
+array (or ``torch.from_numpy`` of one), as a user holds it, and every call returns a
+new output, kept until the next call returns (as ``y = compiled(x)`` in a loop keeps
+it). What the rows cost over the ``tvm_lrn`` kernel row is the price of the user path:
+argument checks, the Relax VM, handing memory over, and the output's allocation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from contender import Bench, LRNArgs, Unsupported
+
+__all__ = ["make_compiled_numpy", "make_compiled_torch", "make_run_numpy"]
+
+
+def _user_array(x: np.ndarray) -> np.ndarray:
+    """A copy of ``x`` from numpy's own allocator (16-byte aligned, huge pages from
+    4 MiB on), as a user's array is: not the benchmark's 64-byte aligned buffers."""
+    return np.array(x, copy=True)
+
+
+def _compiled_model(x: np.ndarray, lrn: LRNArgs, device: str):
+    """``tvm_lrn.compile`` of a Relax ``main(x)`` of one LRN (the model ``from_torch``
+    gives for ``nn.LocalResponseNorm``, built for every dtype, float16 included)."""
+    import tvm_lrn
+    from tvm import relax
+
+    if device != "cpu":
+        raise Unsupported("the user paths are measured on the CPU")
+    bb = relax.BlockBuilder()
+    data = relax.Var("x", relax.TensorType(x.shape, x.dtype.name))
+    with bb.function("main", [data]):
+        with bb.dataflow():
+            call = tvm_lrn.local_response_norm(data, lrn.size, lrn.alpha, lrn.beta, lrn.k)
+            out = bb.emit_output(call)
+        bb.emit_func_output(out)
+    return tvm_lrn.compile(bb.get(), "host")
+
+
+def _returning(fn, x) -> Bench:
+    last = {}
+
+    def call():
+        last["y"] = fn(x)
+
+    def result():
+        y = last["y"]
+        return y if isinstance(y, np.ndarray) else y.numpy()
+
+    return Bench(call, result)
+
+
+def make_compiled_numpy(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
+    """A compiled one-LRN model called on a numpy array: numpy out."""
+    bench = _returning(_compiled_model(x, lrn, device), _user_array(x))
+    bench.note = "numpy in, numpy out (zero-copy views)"
+    return bench
+
+
+def make_compiled_torch(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
+    """The same model called on ``torch.from_numpy`` of a user's array: torch out."""
+    import torch
+
+    from contenders_torch import torch_with_threads
+
+    torch_with_threads(threads)
+    model = _compiled_model(x, lrn, device)
+    bench = _returning(model, torch.from_numpy(_user_array(x)))
+    bench.note = "torch.from_numpy in, torch out (DLPack)"
+    return bench
+
+
+def make_run_numpy(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
+    """``tvm_lrn.run(x, size=..., alpha=..., beta=..., bias=...)`` on a numpy array (its
+    first call, which compiles for the shape, is the benchmark's untimed warm-up)."""
+    import tvm_lrn
+
+    if device != "cpu":
+        raise Unsupported("the user paths are measured on the CPU")
+
+    def lrn_call(a):
+        return tvm_lrn.run(a, size=lrn.size, alpha=lrn.alpha, beta=lrn.beta, bias=lrn.k)
+
+    bench = _returning(lrn_call, _user_array(x))
+    bench.call()  # compile here, in the preparation phase
+    bench.note = "numpy in, numpy out"
+    return bench
