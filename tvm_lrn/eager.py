@@ -92,8 +92,9 @@ def run(x, *, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch",
     size, alpha, beta, bias, axis, convention
         As in :func:`tvm_lrn.spec.canonicalize`.
     target : str, dict or tvm.target.Target, optional
-        Where to compile and run; the host CPU by default. A CUDA target takes a torch
-        tensor on that GPU (or copies a host input there and back).
+        Where to compile and run; by default the host CPU, or CUDA for a torch tensor on
+        a GPU. A CUDA target takes a torch tensor on that GPU (or copies a host input
+        there and back).
 
     Returns
     -------
@@ -142,6 +143,8 @@ def _resolve(x, size, rest: tuple, target):
 
         if torch.is_grad_enabled():
             return None
+    if target is None and getattr(x, "is_cuda", False):
+        target = "cuda"  # where the tensor is, not the host CPU
     target = resolve_target(target)
     _check_device(target)
     shape = tuple(int(d) for d in x.shape)

@@ -8,8 +8,10 @@ and still says where its LRN schedules came from.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
 
 import numpy as np
 import tvm
@@ -31,13 +33,14 @@ def _is_torch(x) -> bool:
 
 
 def _static_signatures(signatures: dict) -> dict:
-    """``{name: ((numpy dtype, shape), ...)}`` of the functions that take only tensors of
-    static shapes and numpy dtypes (for :meth:`Model._fast_path`)."""
+    """``{name: ((numpy dtype, shape, dtype name), ...)}`` of the functions that take only
+    tensors of static shapes and numpy dtypes (for :meth:`Model._fast_path`; the name
+    too, since numpy makes it anew on every ``dtype.name``)."""
     out = {}
     for name, signature in signatures.items():
         try:
             out[name] = tuple(
-                (np.dtype(spec["dtype"]), tuple(int(d) for d in spec["shape"]))
+                (np.dtype(spec["dtype"]), tuple(int(d) for d in spec["shape"]), spec["dtype"])
                 for spec in signature
             )
         except (TypeError, ValueError, KeyError):
@@ -45,25 +48,29 @@ def _static_signatures(signatures: dict) -> dict:
     return out
 
 
-def _plain_cpu_tensor(t, dtype: np.dtype, shape: tuple) -> bool:
-    """Whether ``t`` is a CPU torch tensor of ``dtype`` and ``shape`` that asks for no
-    gradient (what the fast path takes)."""
+@functools.cache
+def _torch_dtype(name: str):
     import torch
 
+    return getattr(torch, name, None)
+
+
+def _plain_cpu_tensor(t, dtype: str, shape: tuple) -> bool:
+    """Whether ``t`` is a CPU torch tensor of ``dtype`` (a name) and ``shape`` that asks
+    for no gradient (what the fast path takes)."""
+    torch = sys.modules.get("torch")  # not imported: ``t`` is no tensor
     return (
-        type(t) is torch.Tensor
-        and t.is_cpu
+        torch is not None
+        and type(t) is torch.Tensor
+        and t.dtype is _torch_dtype(dtype)
         and t.shape == shape
-        and t.itemsize == dtype.itemsize
-        and str(t.dtype)[6:] == dtype.name
+        and t.is_cpu
         and not (t.requires_grad and torch.is_grad_enabled())
     )
 
 
 def _torch_from_dlpack(out):
-    import torch
-
-    return torch.from_dlpack(out)
+    return sys.modules["torch"].from_dlpack(out)
 
 
 def _refuse_grad(name: str, t) -> None:
@@ -203,11 +210,11 @@ class Model:
             return None
         kind = "numpy" if type(args[0]) is np.ndarray else "torch"
         borrowed = []
-        for a, (dtype, shape) in zip(args, expected, strict=True):
+        for a, (dtype, shape, name) in zip(args, expected, strict=True):
             if kind == "numpy":
                 if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape:
                     return None
-            elif not _plain_cpu_tensor(a, dtype, shape):
+            elif not _plain_cpu_tensor(a, name, shape):
                 return None
             t = try_borrow(a, a.itemsize)
             if t is None:
