@@ -177,6 +177,18 @@ def test_model_call_on_misaligned_memory_is_right(model, kind):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_model_leaves_what_its_fast_path_cannot_take_to_the_checks(model):
+    _, compiled = model
+    x = _x((1, 3, 8, 8))
+    with pytest.raises(InputError, match="big-endian"):
+        compiled(x.astype(">f4"))
+    with pytest.raises(InputError, match="masked array"):
+        compiled(np.ma.masked_less(x, 0))
+    read_only = x.copy()
+    read_only.flags.writeable = False  # numpy does not export it: copied instead
+    np.testing.assert_array_equal(compiled(read_only), compiled(x))
+
+
 def test_model_refuses_inputs_that_ask_for_gradients(model):
     _, compiled = model
     x = torch.randn(1, 3, 8, 8, requires_grad=True)
