@@ -24,8 +24,9 @@ def _user_array(x: np.ndarray) -> np.ndarray:
 def _compiled_model(x: np.ndarray, lrn: LRNArgs, device: str):
     """``tvm_lrn.compile`` of a Relax ``main(x)`` of one LRN (the model ``from_torch``
     gives for ``nn.LocalResponseNorm``, built for every dtype, float16 included)."""
-    import tvm_lrn
     from tvm import relax
+
+    import tvm_lrn
 
     if device != "cpu":
         raise Unsupported("the user paths are measured on the CPU")
@@ -62,7 +63,6 @@ def make_compiled_numpy(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
 def make_compiled_torch(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
     """The same model called on ``torch.from_numpy`` of a user's array: torch out."""
     import torch
-
     from contenders_torch import torch_with_threads
 
     torch_with_threads(threads)
