@@ -433,11 +433,11 @@ def compile(  # noqa: A001
     >>> y = model(np.ones((1, 16, 8, 8), "float32"))
     """
     mod, target = _checked_arguments(mod, target, rule, database, example_args)
-    sources: dict[str, str] = {}
-    tuned: list[str] = []
+    sources, tuned = {}, []  # filled by the pipeline: LRN schedule sources, tuned kernels
     pipeline = lrn_pipeline(rule=rule, database=database, sources=sources, tuned=tuned)
-    # "compiled": the VM functions become native code too, not bytecode to interpret
-    executable = relax.build(mod, target, None, pipeline, TIR_PIPELINE, exec_mode="compiled")
+    executable = relax.build(  # "compiled": the VM functions as native code, not bytecode
+        mod, target, relax_pipeline=pipeline, tir_pipeline=TIR_PIPELINE, exec_mode="compiled"
+    )
     if not sources:
         logger.info("no LRN PrimFunc in the module compiled for %s", target.kind.name)
     return Model(

@@ -18,7 +18,7 @@ from tvm import relax
 from . import compute, op
 from .interop import InputError, input_dtype
 from .spec import LRNParams, canonicalize, check_dtype
-from .target import resolve_target
+from .target import require_device, resolve_target
 
 __all__ = ["model", "run"]
 
@@ -67,15 +67,6 @@ def model(shape: tuple, dtype: str, params: LRNParams, target: str, form: str):
     return compile_model(bb.get(), tvm.target.Target(target))
 
 
-def _check_device(target: tvm.target.Target) -> None:
-    device = tvm.device(target.get_target_device_type(), 0)
-    if not device.exist:
-        raise RuntimeError(
-            f"target {target.kind.name}: this machine has no {device} to run on; "
-            "tvm_lrn.compile(..., target=...) and export_library build for it without one"
-        )
-
-
 def run(x, *, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch", target=None):
     """Apply LRN to ``x`` eagerly.
 
@@ -118,8 +109,8 @@ def run(x, *, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch",
         key, resolved = None, None
     if resolved is None or getattr(x, "requires_grad", False):
         resolved = _resolve(x, size, (alpha, beta, bias, axis, convention), target)
-        if resolved is None:  # gradients asked for: the custom op
-            return _with_grad(x, canonicalize(size, alpha, beta, bias, axis, convention, x.ndim))
+        if isinstance(resolved, LRNParams):  # gradients asked for: the custom op
+            return _with_grad(x, resolved)
         if key is not None:
             if len(_RESOLVED) > 4 * CACHED_MODELS:
                 _RESOLVED.clear()
@@ -131,7 +122,7 @@ def run(x, *, size, alpha=1e-4, beta=0.75, bias=1.0, axis=1, convention="torch",
 
 def _resolve(x, size, rest: tuple, target):
     """The arguments of :func:`model` for ``run(x, size, *rest, target)``, after every
-    check; None where ``x`` asks for gradients."""
+    check; only the canonical parameters where ``x`` asks for gradients."""
     dtype = input_dtype(x, "run() input")
     try:
         check_dtype(dtype)
@@ -142,11 +133,11 @@ def _resolve(x, size, rest: tuple, target):
         import torch
 
         if torch.is_grad_enabled():
-            return None
+            return params
     if target is None and getattr(x, "is_cuda", False):
         target = "cuda"  # where the tensor is, not the host CPU
     target = resolve_target(target)
-    _check_device(target)
+    require_device(tvm.device(target.get_target_device_type(), 0), f"target {target.kind.name}")
     shape = tuple(int(d) for d in x.shape)
     # The form legalization will build, so that forms that build the same kernel share it.
     window = params.clamped(shape[params.axis]) if shape else params
@@ -157,7 +148,7 @@ def _resolve(x, size, rest: tuple, target):
 def _with_grad(x, params: LRNParams):
     """LRN of a tensor that requires grad, through the custom op (it has a backward); an
     LRN the op cannot express is refused."""
-    size = params.lo + params.hi + 1
+    size = params.size
     if params.axis != 1 or x.dim() < 3 or (params.lo, params.hi) != (size // 2, (size - 1) // 2):
         raise InputError(
             "run(): the input requires grad, and gradients are computed for PyTorch's "

@@ -11,9 +11,10 @@ __all__ = [
     "TVM_ALIGNMENT",
     "InputError",
     "borrow",
-    "borrow_torch",
     "element_alignment",
     "input_dtype",
+    "is_torch",
+    "on_host",
     "try_borrow",
 ]
 
@@ -21,6 +22,16 @@ __all__ = [
 TVM_ALIGNMENT = 64
 
 _DLPACK_CPU = 1  # kDLCPU: the DLPack device type of host memory
+
+
+def is_torch(x) -> bool:
+    """Whether ``x`` is a torch tensor (without importing torch)."""
+    return type(x).__module__.startswith("torch") and hasattr(x, "__dlpack__")
+
+
+def on_host(device) -> bool:
+    """Whether ``device`` (a ``tvm.runtime.Device``) is host memory."""
+    return device.dlpack_device_type() == _DLPACK_CPU
 
 
 class InputError(TypeError, ValueError):
@@ -54,7 +65,7 @@ def input_dtype(x, where: str) -> str:
                 "x.astype(x.dtype.newbyteorder('='))"
             )
         return x.dtype.name
-    if type(x).__module__.startswith("torch") and hasattr(x, "__dlpack__"):
+    if is_torch(x):
         if x.device.type == "meta":
             raise InputError(
                 f"{where} is a meta tensor, which has no data to compute on: pass a "
@@ -72,7 +83,7 @@ def element_alignment(device) -> int | None:
     """The alignment kernels built with :data:`tvm_lrn.lower.TIR_PIPELINE` need on
     ``device``: None (one element) on the CPU, :data:`TVM_ALIGNMENT` elsewhere
     (:mod:`tvm_lrn.lower.param_alignment`)."""
-    return None if device.dlpack_device_type() == _DLPACK_CPU else TVM_ALIGNMENT
+    return None if on_host(device) else TVM_ALIGNMENT
 
 
 def try_borrow(x, alignment: int) -> tvm.runtime.Tensor | None:
@@ -105,7 +116,7 @@ def borrow(x, device, alignment: int | None = TVM_ALIGNMENT) -> tvm.runtime.Tens
     """
     if isinstance(x, np.ndarray | np.generic):
         x = np.asarray(x, order="C")  # keeps a 0-d array 0-d, unlike ascontiguousarray
-        same_device = device.dlpack_device_type() == _DLPACK_CPU
+        same_device = on_host(device)
     else:
         x = x.contiguous()
         kind, index = x.__dlpack_device__()
@@ -120,11 +131,3 @@ def borrow(x, device, alignment: int | None = TVM_ALIGNMENT) -> tvm.runtime.Tens
         return tvm.runtime.from_dlpack(x.clone())
     # through torch's memory, not numpy's: numpy has no bfloat16
     return tvm.runtime.from_dlpack(x.cpu().clone()).copyto(device)
-
-
-def borrow_torch(t) -> tvm.runtime.Tensor:
-    """:func:`borrow` of a torch tensor (detached) for a kernel with TVM's alignment, on
-    the tensor's own device."""
-    t = t.detach()
-    kind, index = t.__dlpack_device__()
-    return borrow(t, tvm.device(int(kind), int(index)))

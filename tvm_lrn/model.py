@@ -20,17 +20,22 @@ from tvm import relax
 from tvm.target import Target
 
 from .errors import first_line
-from .interop import TVM_ALIGNMENT, InputError, borrow, element_alignment, try_borrow
+from .interop import (
+    TVM_ALIGNMENT,
+    InputError,
+    borrow,
+    element_alignment,
+    is_torch,
+    on_host,
+    try_borrow,
+)
 from .signature import check_call
+from .target import require_device
 
 __all__ = ["METADATA_SUFFIX", "Model", "load_module"]
 
 #: Suffix of the JSON file written next to an exported library (target, schedule sources).
 METADATA_SUFFIX = ".tvm_lrn.json"
-
-
-def _is_torch(x) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "__dlpack__")
 
 
 def _static_signatures(signatures: dict) -> dict:
@@ -161,11 +166,7 @@ class Model:
         """The Relax VM (created on first use, so CUDA builds work without a GPU)."""
         if self._vm is None:
             _ensure_precise_device_math(self.device)
-            if not self.device.exist:
-                raise RuntimeError(
-                    f"this model runs on {self.device}, which this machine does not have "
-                    "(export_library writes it for a machine that does)"
-                )
+            require_device(self.device, "this model")
             self._vm = relax.VirtualMachine(self.executable, self.device)
         return self._vm
 
@@ -212,7 +213,7 @@ class Model:
         check_call(name, self.signatures.get(name), args)
         kind = "tvm"
         for a in args:
-            if _is_torch(a):
+            if is_torch(a):
                 _refuse_grad(name, a)
                 kind = "torch"
             elif kind == "tvm" and isinstance(a, np.ndarray | np.generic):
@@ -255,7 +256,7 @@ class Model:
     def _to_tvm(self, x):
         if isinstance(x, tvm.runtime.Tensor):
             return x
-        if _is_torch(x):
+        if is_torch(x):
             x = x.detach()  # no gradient is asked for (checked in call)
         elif not isinstance(x, np.ndarray | np.generic):
             return x  # shapes, scalars: the VM converts them itself
@@ -354,9 +355,8 @@ def _from_tvm(out, kind: str):
 def _numpy_view(out: tvm.runtime.Tensor) -> np.ndarray:
     """``out`` as numpy without a copy where numpy can view it (a CPU tensor of a numpy
     dtype). The VM's pooled allocator then gets the memory back when the caller drops the
-    array, so the next call reuses it instead of faulting in fresh pages (a copy to fresh
-    numpy memory each call cost as much as the kernel on large outputs)."""
-    if out.device.dlpack_device_type() == tvm.cpu().dlpack_device_type():
+    array, so the next call reuses it instead of faulting in fresh pages."""
+    if on_host(out.device):
         try:
             return np.from_dlpack(out)
         except (TypeError, BufferError, RuntimeError, ValueError):

@@ -11,7 +11,6 @@ exported library's metadata as they are.
 
 from __future__ import annotations
 
-import numpy as np
 import tvm
 from tvm import relax
 
@@ -102,7 +101,7 @@ def check_call(name: str, signature: list | None, args: tuple) -> None:
     args : tuple
         The arguments of the call: numpy arrays, torch tensors, TVM tensors or others.
     """
-    if signature is None or _fits(signature, args):
+    if signature is None:
         return
     if len(args) != len(signature):
         raise InputError(
@@ -113,27 +112,6 @@ def check_call(name: str, signature: list | None, args: tuple) -> None:
     for index, (spec, x) in enumerate(zip(signature, args, strict=True)):
         if spec is not None:
             _check_tensor(name, index, spec, x, sizes)
-
-
-def _fits(signature: list, args: tuple) -> bool:
-    """The check of every call that fits a static signature, in a fraction of a
-    microsecond (the kernel of a small model takes tens): no message is made."""
-    if len(args) != len(signature):
-        return False
-    for spec, x in zip(signature, args, strict=True):
-        if spec is None:
-            continue
-        shape = getattr(x, "shape", None)
-        if shape is None or tuple(shape) != tuple(spec["shape"] or ()):
-            return False
-        dtype = getattr(x, "dtype", None)
-        if str(getattr(dtype, "name", dtype)).replace("torch.", "") != spec["dtype"]:
-            return False
-        if isinstance(x, np.ma.MaskedArray) or not getattr(dtype, "isnative", True):
-            return False
-        if getattr(x, "is_meta", False):
-            return False
-    return True
 
 
 def _describe(signature: list) -> str:

@@ -7,7 +7,13 @@ import logging
 
 from tvm.target import Target, codegen
 
-__all__ = ["resolve_target", "host_target", "is_generic_host_cpu", "warn_if_generic_cpu"]
+__all__ = [
+    "host_target",
+    "is_generic_host_cpu",
+    "require_device",
+    "resolve_target",
+    "warn_if_generic_cpu",
+]
 
 logger = logging.getLogger("tvm_lrn")
 
@@ -78,4 +84,21 @@ def warn_if_generic_cpu(target: Target) -> None:
             'AVX); target="host" or {"kind": "llvm", "mcpu": "%s"} compiles for this one',
             target,
             host_target().attrs.get("mcpu", ""),
+        )
+
+
+def require_device(device, what: str) -> None:
+    """Raise RuntimeError unless this machine has ``device`` (a ``tvm.runtime.Device``).
+
+    Parameters
+    ----------
+    device : tvm.runtime.Device
+    what : str
+        What needs it, for the message (e.g. ``"target cuda"``, ``"this model"``).
+    """
+    if not device.exist:
+        raise RuntimeError(
+            f"{what} runs on {device}, and this machine does not have one (no {device} "
+            "here); tvm_lrn.compile(..., target=...) and export_library build for it "
+            "without one"
         )

@@ -4,11 +4,11 @@ TVM declares every buffer parameter 64-byte aligned and tells LLVM so
 (``llvm.assume(align 64)``), so LLVM may emit aligned vector loads; its DLPack import
 therefore refuses less-aligned memory. But the memory users pass is rarely 64-byte
 aligned: numpy's large arrays and ``torch.from_numpy`` tensors are 16-byte aligned, so a
-compiled model had to copy every such input into fresh memory, which cost as much as an
-LRN kernel. On CPUs, where an unaligned vector load of aligned data is as fast as an
-aligned one, :class:`AlignParamsToElements` declares the parameters aligned to one
-element instead, and callers borrow any element-aligned memory
-(:func:`tvm_lrn.interop.borrow_alignment`). GPU kernels keep TVM's alignment.
+compiled model had to copy every such input into fresh memory, a pass over the input as
+long as a one-pass kernel's. On CPUs, where an unaligned vector load of aligned data is as
+fast as an aligned one, :class:`AlignParamsToElements` declares the parameters aligned to
+one element instead, and callers borrow any element-aligned memory
+(:func:`tvm_lrn.interop.borrow`). GPU kernels keep TVM's alignment.
 """
 
 from __future__ import annotations

@@ -101,8 +101,8 @@ def shipped_database(target=None) -> str | None:
 
 
 def _check_json_lines(path: str) -> None:
-    """Raise ValueError naming ``path`` and the line unless every line is JSON: TVM's
-    loader says only "Cannot tokenize" from a worker thread, without the file."""
+    """Raise ValueError naming ``path`` and the first line that is not JSON (TVM's loader
+    says only "Cannot tokenize" from a worker thread, without the file)."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -119,11 +119,11 @@ def _check_json_lines(path: str) -> None:
 @functools.lru_cache(maxsize=16)
 def _json_database(path: str, _stamp: tuple):
     files = (os.path.join(path, WORKLOAD_FILE), os.path.join(path, RECORD_FILE))
-    for file in files:
-        _check_json_lines(file)
     try:
         return ms.database.JSONDatabase(files[0], files[1], allow_missing=False)
     except Exception as err:  # noqa: BLE001 (TVM raises its own error types from C++)
+        for file in files:  # read again only to say which file and line it refused
+            _check_json_lines(file)
         raise ValueError(
             f"the tuning database in {path} does not load: {first_line(err)}"
         ) from None
