@@ -20,7 +20,12 @@ from contenders_tvm import (
     make_tvm_lrn_unsafe,
     tvm_torch_version,
 )
-from contenders_user import make_compiled_numpy, make_compiled_torch, make_run_numpy
+from contenders_user import (
+    make_compiled_numpy,
+    make_compiled_out,
+    make_compiled_torch,
+    make_run_numpy,
+)
 from tvm_kernels import tvm_lrn_version, tvm_version
 
 __all__ = ["CONTENDERS", "copy_keys", "lrn_contenders", "peer_keys"]
@@ -82,6 +87,14 @@ CONTENDERS: dict[str, Contender] = {
             make_compiled_torch,
             tvm_lrn_version,
             what="the same model on torch.from_numpy of the array, torch output returned",
+        ),
+        Contender(
+            "compiled_out",
+            "compiled(x, out=y)",
+            "lrn",
+            make_compiled_out,
+            tvm_lrn_version,
+            what="the same model on the numpy array, writing into one preallocated out=",
         ),
         Contender(
             "run_numpy",

@@ -3,8 +3,12 @@
 Unlike the kernel rows, these get no preallocated buffers: the input is a plain numpy
 array (or ``torch.from_numpy`` of one), as a user holds it, and every call returns a
 new output, kept until the next call returns (as ``y = compiled(x)`` in a loop keeps
-it). What the rows cost over the ``tvm_lrn`` kernel row is the price of the user path:
-argument checks, the Relax VM, handing memory over, and the output's allocation.
+it); ``compiled_out`` passes one preallocated ``out=`` every call instead. What the rows
+cost over the ``tvm_lrn`` kernel is the price of the user path: argument checks, the
+Relax VM, handing memory over, and the output's allocation. Each is timed alternately
+with that kernel (``Bench.paired``: the kernel of the ``tvm_lrn`` row, reading the same
+user array, into a preallocated output) in its own process, since the ratio of two
+processes' times also holds their buffers' placement (``benchmarks/README.md``, Method).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from contender import Bench, LRNArgs, Unsupported
 
-__all__ = ["make_compiled_numpy", "make_compiled_torch", "make_run_numpy"]
+__all__ = ["make_compiled_numpy", "make_compiled_out", "make_compiled_torch", "make_run_numpy"]
 
 
 def _user_array(x: np.ndarray) -> np.ndarray:
@@ -40,23 +44,54 @@ def _compiled_model(x: np.ndarray, lrn: LRNArgs, device: str):
     return tvm_lrn.compile(bb.get(), "host")
 
 
-def _returning(fn, x) -> Bench:
+def _paired_kernel(x: np.ndarray, lrn: LRNArgs, device: str, last: dict):
+    """The ``tvm_lrn`` row's kernel on the user's array ``x`` into a preallocated output,
+    which it leaves in ``last["y"]`` (so the driver checks its output too)."""
+    import tvm
+    import tvm_ffi
+    from contender import aligned_copy
+    from tvm_kernels import compile_kernel, legalized_lrn_primfunc, tvm_target
+
+    from tvm_lrn.strategy import schedule_primfunc
+
+    func = legalized_lrn_primfunc(x.shape, x.dtype.name, lrn, device)
+    kernel = compile_kernel(schedule_primfunc(func, tvm_target(device)), device)
+    y = aligned_copy(np.zeros_like(x))
+    xt = tvm_ffi.from_dlpack(x, require_alignment=x.itemsize)  # element-aligned kernels
+    yt = tvm.runtime.from_dlpack(y)
+
+    def paired():
+        kernel(xt, yt)
+        last["y"] = y
+
+    return paired
+
+
+def _returning(fn, x, lrn: LRNArgs, device: str, out=None) -> Bench:
     last = {}
 
     def call():
-        last["y"] = fn(x)
+        last["y"] = fn(x) if out is None else fn(x, out=out)
 
     def result():
         y = last["y"]
         return y if isinstance(y, np.ndarray) else y.numpy()
 
-    return Bench(call, result)
+    return Bench(call, result, paired=_paired_kernel(np.asarray(x), lrn, device, last))
 
 
 def make_compiled_numpy(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
     """A compiled one-LRN model called on a numpy array: numpy out."""
-    bench = _returning(_compiled_model(x, lrn, device), _user_array(x))
+    bench = _returning(_compiled_model(x, lrn, device), _user_array(x), lrn, device)
     bench.note = "numpy in, numpy out (zero-copy views)"
+    return bench
+
+
+def make_compiled_out(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
+    """The same model writing into one preallocated numpy ``out=`` on every call."""
+    model = _compiled_model(x, lrn, device)
+    bench = _returning(model, _user_array(x), lrn, device, out=np.empty_like(x))
+    bench.note = "numpy in, out= one preallocated numpy array"
     return bench
 
 
@@ -67,7 +102,7 @@ def make_compiled_torch(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
 
     torch_with_threads(threads)
     model = _compiled_model(x, lrn, device)
-    bench = _returning(model, torch.from_numpy(_user_array(x)))
+    bench = _returning(model, torch.from_numpy(_user_array(x)), lrn, device)
     bench.note = "torch.from_numpy in, torch out (DLPack)"
     return bench
 
@@ -83,7 +118,7 @@ def make_run_numpy(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
     def lrn_call(a):
         return tvm_lrn.run(a, size=lrn.size, alpha=lrn.alpha, beta=lrn.beta, bias=lrn.k)
 
-    bench = _returning(lrn_call, _user_array(x))
+    bench = _returning(lrn_call, _user_array(x), lrn, device)
     bench.call()  # compile here, in the preparation phase
     bench.note = "numpy in, numpy out"
     return bench

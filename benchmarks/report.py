@@ -77,6 +77,7 @@ RATIO_COLUMNS = (
     # the user paths' time over the kernel's (tvm_lrn row): what calling it costs
     "compiled_numpy_over_kernel",
     "compiled_torch_over_kernel",
+    "compiled_out_over_kernel",
     "run_numpy_over_kernel",
     # the same ratios from the minimum times (noise only adds time, but one lucky repeat
     # decides a minimum: neither statistic is steady on a shared machine)
@@ -86,7 +87,7 @@ RATIO_COLUMNS = (
 )
 
 #: The contenders that call tvm_lrn as users do (``contenders_user.py``).
-USER_PATHS = ("compiled_numpy", "compiled_torch", "run_numpy")
+USER_PATHS = ("compiled_numpy", "compiled_torch", "compiled_out", "run_numpy")
 
 #: Where the results are written by default.
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -232,20 +233,21 @@ def ratios(rows: list[dict]) -> list[dict]:
     (tvm_lrn time / unguarded fast-path time) and the tuned database's speedup, from the
     median times; the first three of them also from the minimum times (``*_min``); and the
     safety cost measured in one process (``safety_cost_paired``, from the unguarded
-    contender's ``paired_ratio``)."""
+    contender's ``paired_ratio``); the user paths' time over the kernel's, from their
+    ``paired_ratio`` where they were timed alternately with it."""
     peers = set(peer_keys())
     minimum = _timed(rows, "min_ms")
-    paired = {
-        (r["shape"], r["dtype"], int(r["threads"])): r["paired_ratio"]
+    paired = {  # {(case, contender): its paired operator's time / its own}
+        ((r["shape"], r["dtype"], int(r["threads"])), r["contender"]): float(r["paired_ratio"])
         for r in rows
-        if r["contender"] == "tvm_lrn_unsafe" and r["check"] == "ok" and r.get("paired_ratio")
+        if r["check"] == "ok" and r.get("paired_ratio")
     }
     out = []
     for case, t in _timed(rows).items():
         r = dict.fromkeys(RATIO_COLUMNS, "")
         r.update(shape=case[0], dtype=case[1], threads=case[2])
-        if case in paired:
-            r["safety_cost_paired"] = f"{float(paired[case]):.3g}"
+        if (case, "tvm_lrn_unsafe") in paired:
+            r["safety_cost_paired"] = f"{paired[case, 'tvm_lrn_unsafe']:.3g}"
         ours = t.get("tvm_lrn")
         if ours:
             r["tvm_lrn_ms"] = f"{ours:.4g}"
@@ -256,9 +258,10 @@ def ratios(rows: list[dict]) -> list[dict]:
                 r["speedup_vs_best_peer"] = f"{peer_t[best] / ours:.3g}"
             if "tvm_lrn_tuned" in t:
                 r["tuned_speedup"] = f"{ours / t['tvm_lrn_tuned']:.3g}"
-            for key in USER_PATHS:
+            for key in USER_PATHS:  # timed alternately with the kernel where they were
                 if key in t:
-                    r[f"{key}_over_kernel"] = f"{t[key] / ours:.3g}"
+                    over = 1 / paired[case, key] if (case, key) in paired else t[key] / ours
+                    r[f"{key}_over_kernel"] = f"{over:.3g}"
             _statistic_ratios(r, t, "")
             _statistic_ratios(r, minimum.get(case, {}), "_min")
         out.append(r)

@@ -261,7 +261,7 @@ def exported(tmp_path_factory, model):
 
 
 def test_corrupt_metadata_is_named(exported):
-    meta = exported.with_name(exported.name + tvm_lrn.model.METADATA_SUFFIX)
+    meta = exported.with_name(exported.name + tvm_lrn.library.METADATA_SUFFIX)
     good = meta.read_text()
     try:
         meta.write_text("{ not json")

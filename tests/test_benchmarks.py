@@ -111,6 +111,20 @@ def test_ratios_from_medians_and_minimums(bench):
     assert "| 5x (9x) | 5x (torch.compile) | 0.2 (0.45) | 1.25x (1.25x) |" in table
 
 
+def test_user_path_ratio_is_the_paired_one(bench):
+    """A user path timed alternately with the kernel: its ratio is 1 / paired_ratio
+    (kernel time / its own), not the ratio of two processes' medians."""
+    case = {"shape": "1x8x4x4", "dtype": "float32", "threads": "1", "check": "ok"}
+    rows = [
+        dict(case, contender="tvm_lrn", median_ms="1.0", min_ms="1.0"),
+        dict(case, contender="compiled_out", median_ms="1.5", min_ms="1.4", paired_ratio="0.8"),
+        dict(case, contender="run_numpy", median_ms="1.3", min_ms="1.2"),  # no pairing
+    ]
+    (r,) = bench.report.ratios(rows)
+    assert float(r["compiled_out_over_kernel"]) == 1.25
+    assert float(r["run_numpy_over_kernel"]) == 1.3
+
+
 def test_correctness_check_flags_wrong_output(bench):
     x = np.random.default_rng(0).standard_normal((2, 9, 4)).astype(np.float32)
     tol = bench.cases.tolerance("float32")

@@ -268,7 +268,7 @@ def test_export_library_round_trip(tmp_path):
     np.testing.assert_array_equal(out, model(x))
     check(out, x, canonicalize(5, 0.5, ndim=3), "float16")
     # also without the metadata file next to it
-    (tmp_path / ("lrn_model.so" + tvm_lrn.model.METADATA_SUFFIX)).unlink()
+    (tmp_path / ("lrn_model.so" + tvm_lrn.library.METADATA_SUFFIX)).unlink()
     bare = tvm_lrn.load_module(str(path), device=tvm.cpu())
     assert bare.target is None
     np.testing.assert_array_equal(bare(x), out)

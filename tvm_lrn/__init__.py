@@ -8,7 +8,8 @@ from .build import compile
 from .eager import run
 from .frontend import from_onnx, from_torch
 from .interop import InputError
-from .model import Model, load_module
+from .library import load_module
+from .model import Model
 from .op import local_response_norm
 from .spec import LRNParams, canonicalize
 

@@ -17,7 +17,8 @@ on GPU targets, :func:`tvm_lrn.defaults.default_schedules` on CPUs. Which schedu
 LRN PrimFunc got is kept in :attr:`tvm_lrn.model.Model.schedule_sources`, which other
 kernels had a record in :attr:`~tvm_lrn.model.Model.tuned_kernels`; both are logged on
 the ``"tvm_lrn"`` logger. The TIR is built with the project's TIR pipeline
-(:data:`tvm_lrn.lower.TIR_PIPELINE`).
+(:data:`tvm_lrn.lower.TIR_PIPELINE`). Functions whose result one kernel computes get a
+destination-passing twin for ``out=`` (:mod:`tvm_lrn.destination`).
 
 The Relax pipeline is also registered as ``"tvm_lrn"``, so
 ``tvm.compile(mod, target, relax_pipeline="tvm_lrn", tir_pipeline="tvm_lrn")`` builds
@@ -35,6 +36,7 @@ from tvm.target import Target
 
 from . import tune
 from .defaults import default_schedules
+from .destination import destination_variants
 from .intrin import check_target
 from .lower import TIR_PIPELINE
 from .model import Model
@@ -76,8 +78,7 @@ def _database_for(target: Target, database):
 
 
 def _query_database(func, target, database):
-    """``tune.query_database`` on ``database`` or the shipped one; ``(None, "")`` when
-    there is no database at all."""
+    """``tune.query_database`` on ``database`` or the shipped one; else ``(None, "")``."""
     database = _database_for(target, database)
     if database is None:
         return None, ""
@@ -92,11 +93,8 @@ def _first_rule_schedule(func, target, rules=None):
 
 def _as_linkable(scheduled, attrs):
     """``scheduled`` marked scheduled, with the attributes ``attrs`` of the function it
-    was made from (an LRN's ``tvm_lrn.*``), and linkable.
-
-    A Schedule wraps the function as ``main`` and some rules set ``global_symbol``; two
-    functions exporting ``main`` would clash, so the symbol is left to AttachGlobalSymbol.
-    """
+    was made from (an LRN's ``tvm_lrn.*``), and linkable: without the ``global_symbol``
+    (``main``) a Schedule or a rule gives it, which would clash; AttachGlobalSymbol sets it."""
     scheduled = scheduled.with_attrs(dict(attrs)).without_attr("global_symbol")
     return scheduled.with_attr("tirx.is_scheduled", True)
 
@@ -196,12 +194,9 @@ def schedule_lrn_functions(*, rule=None, database=None, sources: dict | None = N
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_lrn.KeepLRNOpaque")
 def keep_lrn_opaque(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-    """Make sure every LRN PrimFunc has ``op_pattern = kOpaque`` before FuseOps.
-
-    AnnotateTIROpPattern keeps a pattern that is already set (checked on TVM 0.27), and
-    legalization sets it; this pass guards against LRN PrimFuncs made some other way
-    (e.g. taken from a tuned module) so that FuseTIR never drops their attributes.
-    """
+    """Give every LRN PrimFunc ``op_pattern = kOpaque`` before FuseOps (legalization sets
+    it, AnnotateTIROpPattern keeps it; this covers LRN PrimFuncs made otherwise, e.g.
+    taken from a tuned module), so that FuseTIR never drops their attributes."""
     for gvar, func in list(mod.functions_items()):
         if is_lrn_primfunc(func) and func.attrs.get("op_pattern") != OP_PATTERN_OPAQUE:
             mod[gvar] = func.with_attr("op_pattern", OP_PATTERN_OPAQUE)
@@ -249,12 +244,9 @@ def apply_database(database=None, tuned: list | None = None):
             if sch is not None:
                 mod[gvar] = _as_linkable(sch.mod["main"], func.attrs)
                 names.append(gvar.name_hint)
+        listed = f": {', '.join(sorted(names))}" if names else ""
         logger.info(
-            "%d of %d kernels had a record in %s%s",
-            len(names),
-            len(pending),
-            db.label,
-            f": {', '.join(sorted(names))}" if names else "",
+            "%d of %d kernels had a record in %s%s", len(names), len(pending), db.label, listed
         )
         if tuned is not None:
             tuned.extend(sorted(names))
@@ -329,7 +321,7 @@ def fused_module(mod: tvm.IRModule, target) -> tvm.IRModule:
         return tvm.transform.Sequential(passes)(mod)
 
 
-def lrn_pipeline(*, rule=None, database=None, sources: dict | None = None, tuned=None):
+def lrn_pipeline(*, rule=None, database=None, sources=None, tuned=None, lone_kernels=None):
     """The Relax pipeline of :func:`compile` (registered as ``"tvm_lrn"``).
 
     Parameters
@@ -341,6 +333,8 @@ def lrn_pipeline(*, rule=None, database=None, sources: dict | None = None, tuned
         Filled with ``{primfunc name: schedule source}`` of the LRN kernels.
     tuned : list, optional
         Filled with the names of the other kernels that got a record.
+    lone_kernels : dict, optional
+        Filled as :func:`tvm_lrn.destination.destination_variants` fills it.
 
     Returns
     -------
@@ -359,6 +353,7 @@ def lrn_pipeline(*, rule=None, database=None, sources: dict | None = None, tuned
         passes = (
             stock.library_dispatch_passes(target)
             + _legalize_passes(target, scheduling)
+            + [destination_variants(lone_kernels)]
             + stock.dataflow_lower_passes(target)
             + stock.finalize_passes(target)
         )
@@ -433,8 +428,10 @@ def compile(  # noqa: A001
     >>> y = model(np.ones((1, 16, 8, 8), "float32"))
     """
     mod, target = _checked_arguments(mod, target, rule, database, example_args)
-    sources, tuned = {}, []  # filled by the pipeline: LRN schedule sources, tuned kernels
-    pipeline = lrn_pipeline(rule=rule, database=database, sources=sources, tuned=tuned)
+    sources, tuned, lone = {}, [], {}  # filled by the pipeline (see lrn_pipeline)
+    pipeline = lrn_pipeline(
+        rule=rule, database=database, sources=sources, tuned=tuned, lone_kernels=lone
+    )
     executable = relax.build(  # "compiled": the VM functions as native code, not bytecode
         mod, target, relax_pipeline=pipeline, tir_pipeline=TIR_PIPELINE, exec_mode="compiled"
     )
@@ -445,6 +442,7 @@ def compile(  # noqa: A001
         target,
         schedule_sources=sources,
         tuned_kernels=tuned,
+        lone_kernels=lone,
         element_aligned=True,
         signatures=signatures(mod),
     )

@@ -3,6 +3,9 @@ memory."""
 
 from __future__ import annotations
 
+import functools
+import sys
+
 import numpy as np
 import tvm
 import tvm_ffi
@@ -15,6 +18,7 @@ __all__ = [
     "input_dtype",
     "is_torch",
     "on_host",
+    "plain_cpu_tensor",
     "try_borrow",
 ]
 
@@ -76,6 +80,27 @@ def input_dtype(x, where: str) -> str:
     raise InputError(
         f"{where} must be a numpy array, a torch tensor or a tvm.runtime.Tensor, "
         f"got {type(x).__name__}"
+    )
+
+
+@functools.cache
+def _torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, name, None)
+
+
+def plain_cpu_tensor(t, dtype: str, shape: tuple) -> bool:
+    """Whether ``t`` is a CPU torch tensor of ``dtype`` (a name) and ``shape`` that asks
+    for no gradient (what a compiled model's fast path takes)."""
+    torch = sys.modules.get("torch")  # not imported: ``t`` is no tensor
+    return (
+        torch is not None
+        and type(t) is torch.Tensor
+        and t.dtype is _torch_dtype(dtype)
+        and t.shape == shape
+        and t.is_cpu
+        and not (t.requires_grad and torch.is_grad_enabled())
     )
 
 

@@ -1,23 +1,11 @@
-"""The compiled model: :class:`Model` (what :func:`tvm_lrn.compile` returns), its export
-to a shared library and :func:`load_module`, which loads one back.
-
-An exported library gets a JSON file next to it (:data:`METADATA_SUFFIX`) with the
-target and the schedule sources, so a loaded model runs on the device it was built for
-and still says where its LRN schedules came from.
-"""
+"""The compiled model: :class:`Model`, what :func:`tvm_lrn.compile` returns and
+:func:`tvm_lrn.load_module` loads back (:mod:`tvm_lrn.library`)."""
 
 from __future__ import annotations
 
-import functools
-import json
-import os
-import sys
-
 import numpy as np
 import tvm
-import tvm_ffi
 from tvm import relax
-from tvm.target import Target
 
 from .errors import first_line
 from .interop import (
@@ -27,56 +15,13 @@ from .interop import (
     element_alignment,
     is_torch,
     on_host,
+    plain_cpu_tensor,
     try_borrow,
 )
-from .signature import check_call
+from .signature import check_call, destination_name, static_signatures
 from .target import require_device
 
-__all__ = ["METADATA_SUFFIX", "Model", "load_module"]
-
-#: Suffix of the JSON file written next to an exported library (target, schedule sources).
-METADATA_SUFFIX = ".tvm_lrn.json"
-
-
-def _static_signatures(signatures: dict) -> dict:
-    """``{name: ((numpy dtype, shape, dtype name), ...)}`` of the functions that take only
-    tensors of static shapes and numpy dtypes (for :meth:`Model._fast_path`; the name
-    too, since numpy makes it anew on every ``dtype.name``)."""
-    out = {}
-    for name, signature in signatures.items():
-        try:
-            out[name] = tuple(
-                (np.dtype(spec["dtype"]), tuple(int(d) for d in spec["shape"]), spec["dtype"])
-                for spec in signature
-            )
-        except (TypeError, ValueError, KeyError):
-            continue  # a non-tensor, symbolic or non-numpy parameter
-    return out
-
-
-@functools.cache
-def _torch_dtype(name: str):
-    import torch
-
-    return getattr(torch, name, None)
-
-
-def _plain_cpu_tensor(t, dtype: str, shape: tuple) -> bool:
-    """Whether ``t`` is a CPU torch tensor of ``dtype`` (a name) and ``shape`` that asks
-    for no gradient (what the fast path takes)."""
-    torch = sys.modules.get("torch")  # not imported: ``t`` is no tensor
-    return (
-        torch is not None
-        and type(t) is torch.Tensor
-        and t.dtype is _torch_dtype(dtype)
-        and t.shape == shape
-        and t.is_cpu
-        and not (t.requires_grad and torch.is_grad_enabled())
-    )
-
-
-def _torch_from_dlpack(out):
-    return sys.modules["torch"].from_dlpack(out)
+__all__ = ["Model"]
 
 
 def _refuse_grad(name: str, t) -> None:
@@ -91,6 +36,23 @@ def _refuse_grad(name: str, t) -> None:
                 "gradients; call it under torch.no_grad() or torch.inference_mode(), or "
                 "pass x.detach() (torch.compile(model, backend='tvm_lrn') trains)"
             )
+
+
+def _nbytes(t: tvm.runtime.Tensor) -> int:
+    return t.numel() * t.dtype.itemsize
+
+
+def _refuse_overlap(name: str, borrowed: list, dest: tvm.runtime.Tensor) -> None:
+    """A kernel may read an input after writing part of its output (an LRN reads a
+    window around each element): ``out`` may share no memory with an input."""
+    start = dest.data_ptr()
+    end = start + _nbytes(dest)
+    for index, t in enumerate(borrowed):
+        if isinstance(t, tvm.runtime.Tensor) and t.data_ptr() < end:
+            if start < t.data_ptr() + _nbytes(t):
+                raise InputError(
+                    f"{name}(): out= shares memory with argument {index}; pass an array of its own"
+                )
 
 
 def _ensure_precise_device_math(device) -> None:
@@ -131,9 +93,13 @@ class Model:
     signatures : dict
         ``{function name: what it takes}`` (:mod:`tvm_lrn.signature`), checked before
         every call; a function missing from it is not checked.
+    lone_kernels : dict
+        ``{function name: kernel name}`` of the functions that are one kernel call of
+        their parameters (:mod:`tvm_lrn.destination`): a call of one with ``out=``
+        calls the kernel itself.
     """
 
-    def __init__(  # noqa: PLR0913  (the state of a model; all but the first optional)
+    def __init__(  # the state of a model; all but the first optional
         self,
         executable,
         target=None,
@@ -142,6 +108,7 @@ class Model:
         tuned_kernels=None,
         element_aligned=False,
         signatures=None,
+        lone_kernels=None,
     ):
         self.executable = executable
         self.target = target
@@ -152,14 +119,16 @@ class Model:
         self.tuned_kernels = list(tuned_kernels or [])
         self.element_aligned = bool(element_aligned)
         self.signatures = dict(signatures or {})
+        self.lone_kernels = dict(lone_kernels or {})
+        self._lone_main = False  # (kernel, input spec, out spec) or None, on first use
         self._vm = None
         self._functions = {}
         self._alignment = element_alignment(device) if element_aligned else TVM_ALIGNMENT
         self._static = {}
         if self._alignment is None:  # a CPU model that borrows any element-aligned memory
-            self._static = _static_signatures(self.signatures)
+            self._static = static_signatures(self.signatures)
         main = self._static.get("main", ())
-        self._single_array = main[0][:2] if len(main) == 1 else None
+        self._single_array = main[0] if len(main) == 1 else None
 
     @property
     def vm(self) -> relax.VirtualMachine:
@@ -170,46 +139,70 @@ class Model:
             self._vm = relax.VirtualMachine(self.executable, self.device)
         return self._vm
 
-    def __call__(self, *args):
-        """Run ``main`` on ``args`` (numpy arrays, torch tensors or TVM tensors)."""
+    def __call__(self, *args, out=None):
+        """Run ``main`` on ``args`` (numpy arrays, torch tensors or TVM tensors), into
+        ``out`` where one is given (see :meth:`call`)."""
         single = self._single_array  # the commonest call, inlined (see _fast_path)
-        if single is not None and len(args) == 1:
+        if out is not None and single is not None and len(args) == 1:
+            into = self._lone_numpy_into(args[0], out)
+            if into is not None:
+                return into
+        elif single is not None and len(args) == 1:
             a = args[0]
             if type(a) is np.ndarray and a.dtype is single[0] and a.shape == single[1]:
+                flags = a.flags
+                if flags.c_contiguous and flags.aligned and flags.writeable:
+                    function = self._functions.get("main") or self._function("main")
+                    try:
+                        out = function(a)
+                    except BufferError:
+                        pass  # a dtype DLPack lacks (bfloat16): the general path copies
+                    else:
+                        return _from_tvm(out, "numpy")
+            elif plain_cpu_tensor(a, single[2], single[1]) and a.is_contiguous():
                 function = self._functions.get("main") or self._function("main")
                 try:
-                    t = tvm_ffi.from_dlpack(
-                        a, require_alignment=a.itemsize, require_contiguous=True
-                    )
-                except (ValueError, RuntimeError, TypeError, BufferError):
-                    t = None  # read-only or misaligned memory: the general path copies it
-                if t is not None:
-                    out = function(t)
-                    return (
-                        np.from_dlpack(out)
-                        if type(out) is tvm.runtime.Tensor
-                        else _from_tvm(out, "numpy")
-                    )
-        return self.call("main", *args)
+                    out = function(a)  # TVM's FFI gives a torch tensor back for a torch one
+                except BufferError:
+                    pass  # a dtype torch's DLPack lacks (bfloat16): the general path copies
+                else:
+                    return _from_tvm(out, "torch")
+        return self.call("main", *args, out=out)
 
-    def call(self, name: str, *args):
+    def call(self, name: str, *args, out=None):
         """Run the Relax function ``name`` on ``args``; see :meth:`__call__`.
+
+        Parameters
+        ----------
+        name : str
+            The function.
+        *args
+            Its arguments.
+        out : numpy.ndarray, torch.Tensor or tvm.runtime.Tensor, optional
+            Where to write the result of a function that returns one tensor, returned as
+            given: writable C-contiguous memory on the model's device, of the result's
+            dtype and shape, sharing no memory with an input. One ``out`` reused across
+            calls spares each call a new result's memory, and stays in cache.
 
         Raises
         ------
         InputError
-            ``args`` do not fit the function (count, dtype, rank, shape), one of them
-            cannot be handed to TVM (big-endian, masked, meta), or a torch input needs
-            gradients, which a compiled model does not give.
+            ``args`` (or ``out``) do not fit the function (count, dtype, rank, shape),
+            one of them cannot be handed to TVM (big-endian, masked, meta), ``out`` is
+            not memory the kernel can write, or a torch input needs gradients, which a
+            compiled model does not give.
         """
+        if out is not None:
+            return self._call_into(name, args, out)
         function = self._functions.get(name) or self._function(name)
-        fast = self._fast_path(name, args)
-        if fast is not None:
-            kind, borrowed = fast
-            out = function(*borrowed)
-            if type(out) is tvm.runtime.Tensor:
-                return np.from_dlpack(out) if kind == "numpy" else _torch_from_dlpack(out)
-            return _from_tvm(out, kind)
+        kind = self._fast_path(name, args)
+        if kind is not None:  # TVM's FFI takes them as they are (torch ones back as torch)
+            try:
+                out = function(*args)
+            except BufferError:
+                pass  # a dtype torch's DLPack lacks (bfloat16): the general path copies
+            else:
+                return _from_tvm(out, kind)
         check_call(name, self.signatures.get(name), args)
         kind = "tvm"
         for a in args:
@@ -221,35 +214,147 @@ class Model:
         out = function(*[self._to_tvm(a) for a in args])
         return _from_tvm(out, kind)
 
-    def _fast_path(self, name: str, args: tuple):
-        """``(kind, borrowed args)`` when ``args`` are all numpy arrays or all CPU torch
-        tensors (not asking for gradients) of exactly the dtypes and static shapes
-        ``name`` takes, on a CPU model; else None: the general path checks and converts.
+    def _call_into(self, name: str, args: tuple, out):
+        """:meth:`call` with ``out``: the function's destination-passing twin writes into
+        ``out`` (:mod:`tvm_lrn.destination`); a function without one is run, and its
+        result copied into ``out``."""
+        twin = destination_name(name)
+        fast = self._fast_path(twin, (*args, out))
+        borrowed = [] if fast is None else [try_borrow(a, a.itemsize) for a in (*args, out)]
+        if fast is None or None in borrowed:
+            check_call(name, self.signatures.get(twin), args, out)
+            for a in args:
+                if is_torch(a):
+                    _refuse_grad(name, a)
+            *borrowed, dest = [self._to_tvm(a) for a in args] + [self._destination(out)]
+        else:
+            *borrowed, dest = borrowed
+        if dest is None:  # numpy memory DLPack cannot describe: computed, then copied
+            np.copyto(out, _from_tvm(self._function(name)(*borrowed), "numpy"))
+            return out
+        _refuse_overlap(name, borrowed, dest)
+        variant = self._functions.get(twin, False)
+        if variant is False:
+            variant = self._lone_kernel(name) or self._function(twin, required=False)
+            self._functions[twin] = variant
+        if variant is not None:
+            variant(*borrowed, dest)
+            return out
+        result = self._function(name)(*borrowed)
+        if not isinstance(result, tvm.runtime.Tensor):
+            raise InputError(
+                f"out= takes the result of a function returning one tensor; "
+                f"{name}() returns {type(result).__name__}"
+            )
+        if tuple(result.shape) != tuple(dest.shape) or result.dtype != dest.dtype:
+            raise InputError(
+                f"{name}(): out= is {dest.dtype} {list(dest.shape)}, the result "
+                f"{result.dtype} {list(result.shape)}"
+            )
+        result.copyto(dest)
+        return out
+
+    def _destination(self, out) -> tvm.runtime.Tensor | None:
+        """``out`` as a TVM tensor over its own memory, None for a numpy bfloat16 array
+        (written by numpy), or an InputError saying why not."""
+        if is_torch(out) and out.requires_grad:
+            raise InputError("out= requires grad: autograd cannot see a write into it")
+        if isinstance(out, tvm.runtime.Tensor):
+            dest = out
+        elif not (isinstance(out, np.ndarray) or is_torch(out)):
+            raise InputError(
+                "out= must be a numpy array, a torch tensor or a tvm.runtime.Tensor, got "
+                f"{type(out).__name__}"
+            )
+        else:
+            dest = try_borrow(out, self._alignment or out.itemsize)
+        if dest is not None and dest.device == self.device:
+            return dest
+        if dest is None and isinstance(out, np.ndarray) and out.dtype.name == "bfloat16":
+            if out.flags.writeable and out.flags.c_contiguous:
+                return None  # numpy can write it, DLPack has no bfloat16
+        if dest is not None:
+            why = f"it is on {dest.device}"
+        elif isinstance(out, np.ndarray) and not out.flags.writeable:
+            why = "it is read-only"
+        elif not (out.flags.c_contiguous if isinstance(out, np.ndarray) else out.is_contiguous()):
+            why = "it is not C-contiguous"
+        else:
+            why = f"TVM cannot take its memory (alignment {self._alignment or out.itemsize})"
+        raise InputError(
+            f"out= must be writable, C-contiguous memory on {self.device}, which a kernel "
+            f"can write in place; {why}"
+        )
+
+    def _fast_path(self, name: str, args: tuple) -> str | None:
+        """``"numpy"`` or ``"torch"`` when ``args`` are all writable, aligned, contiguous
+        numpy arrays or all contiguous CPU torch tensors (not asking for gradients) of
+        exactly the dtypes and static shapes ``name`` takes, on a CPU model, which the
+        kernels take as they are; else None: the general path checks and converts.
         Python run after a kernel runs on cold caches and costs several times what it
         costs in a loop, so the common call does as little as it can."""
         expected = self._static.get(name)
         if expected is None or len(args) != len(expected) or not args:
             return None
         kind = "numpy" if type(args[0]) is np.ndarray else "torch"
-        borrowed = []
         for a, (dtype, shape, name) in zip(args, expected, strict=True):
             if kind == "numpy":
                 if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape:
                     return None
-            elif not _plain_cpu_tensor(a, name, shape):
+                flags = a.flags
+                if not (flags.c_contiguous and flags.aligned and flags.writeable):
+                    return None
+            elif not (plain_cpu_tensor(a, name, shape) and a.is_contiguous()):
                 return None
-            t = try_borrow(a, a.itemsize)
-            if t is None:
-                return None
-            borrowed.append(t)
-        return kind, borrowed
+        return kind
 
-    def _function(self, name: str):
+    def _lone_numpy_into(self, a, out):
+        """``out`` after ``main``'s lone kernel wrote ``a``'s result into it, where both
+        are numpy arrays that fit it as they are; else None (:meth:`_call_into`)."""
+        if self._lone_main is False:
+            twin = self._static.get(destination_name("main"))
+            kernel = self._lone_kernel("main")
+            self._lone_main = None if twin is None or kernel is None else (kernel, *twin)
+        if self._lone_main is None or type(a) is not np.ndarray or type(out) is not np.ndarray:
+            return None
+        kernel, (dtype, shape, _), (out_dtype, out_shape, _) = self._lone_main
+        if a.dtype is not dtype or out.dtype is not out_dtype:
+            return None
+        if a.shape != shape or out.shape != out_shape:
+            return None
+        fa, fo = a.flags, out.flags
+        if not (fa.c_contiguous and fa.aligned and fa.writeable and fo.c_contiguous):
+            return None
+        if not (fo.aligned and fo.writeable) or np.may_share_memory(a, out):
+            return None  # the general path says why
+        try:
+            kernel(a, out)
+        except BufferError:
+            return None  # a dtype DLPack lacks (bfloat16)
+        return out
+
+    def _lone_kernel(self, name: str):
+        """The kernel that function ``name`` only calls, which its twin's calls can call
+        straight, past the VM's calling machinery (as cheap as calling the kernel)."""
+        kernel = self.lone_kernels.get(name)
+        if kernel is None or self._alignment is not None:  # CPU models borrow alone
+            return None
+        try:
+            return getattr(self.executable, "mod", self.executable).get_function(
+                kernel, query_imports=True
+            )
+        except (AttributeError, RuntimeError):
+            return None
+
+    def _function(self, name: str, *, required: bool = True):
         vm = self.vm
         try:
             function = vm[name]
         except (AttributeError, KeyError, RuntimeError) as err:
-            raise InputError(f"the model has no function {name!r} ({first_line(err)})") from None
+            if required:
+                message = f"the model has no function {name!r} ({first_line(err)})"
+                raise InputError(message) from None
+            function = None
         self._functions[name] = function  # a VM lookup costs as much as a small call
         return function
 
@@ -272,25 +377,9 @@ class Model:
         **kwargs
             Passed to ``Executable.export_library`` (``fcompile``, ``cc`` options).
         """
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"export_library: {path} is a folder; name a file in it")
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"export_library: the folder {folder} does not exist")
-        try:
-            self.executable.export_library(path, **kwargs)
-        except Exception as err:  # noqa: BLE001 (the compiler's or linker's failure)
-            raise RuntimeError(f"export_library to {path} failed: {first_line(err)}") from None
-        meta = {
-            "target": None if self.target is None else _target_json(self.target),
-            "device_type": int(self.device.dlpack_device_type()),
-            "schedule_sources": self.schedule_sources,
-            "element_aligned": self.element_aligned,
-            "signatures": self.signatures,
-        }
-        with open(path + METADATA_SUFFIX, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
+        from .library import export_model  # the library module loads models: imports this
+
+        export_model(self, path, **kwargs)
 
     def source(self) -> str:
         """Generated code: the device (e.g. CUDA) source if any, else the host LLVM IR."""
@@ -334,10 +423,6 @@ def _default_device(target, executable):
     return tvm.cpu(0)
 
 
-def _target_json(target: Target) -> dict:
-    return json.loads(str(target))  # a Target prints as its JSON config (host included)
-
-
 def _from_tvm(out, kind: str):
     if isinstance(out, tvm.runtime.Tensor):
         if kind == "torch":
@@ -362,67 +447,3 @@ def _numpy_view(out: tvm.runtime.Tensor) -> np.ndarray:
         except (TypeError, BufferError, RuntimeError, ValueError):
             pass  # bfloat16 has no numpy DLPack dtype
     return out.numpy()
-
-
-def _read_metadata(path: str) -> dict:
-    """The metadata written next to ``path`` by :meth:`Model.export_library`, or {}."""
-    meta_path = path + METADATA_SUFFIX
-    if not os.path.exists(meta_path):
-        return {}
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(
-            f"{meta_path}: not tvm_lrn metadata ({first_line(err)}); export the model again, "
-            "or delete the file to load the library without it"
-        ) from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{meta_path}: not tvm_lrn metadata (a JSON object is expected)")
-    return meta
-
-
-def load_module(path, device=None) -> Model:
-    """Load a library written by :meth:`Model.export_library`.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The shared library.
-    device : tvm.runtime.Device, optional
-        Where to run; by default the device of the target it was built for (from the
-        metadata file next to it, else from the kinds of its device modules).
-
-    Returns
-    -------
-    Model
-    """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"load_module: {path} is a folder, not a library")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"load_module: no file {path}")
-    meta = _read_metadata(path)
-    try:
-        lib = tvm.runtime.load_module(path)
-    except Exception as err:  # noqa: BLE001 (the loader's error types come from C++)
-        raise ValueError(
-            f"load_module: {path} is not a library TVM can load ({first_line(err)}); "
-            "export one with Model.export_library"
-        ) from None
-    target = None
-    if meta.get("target"):
-        try:
-            target = Target(meta["target"])
-        except (ValueError, TypeError, RuntimeError):
-            target = None
-    if device is None and meta.get("device_type") is not None:
-        device = tvm.device(int(meta["device_type"]), 0)
-    return Model(
-        lib,
-        target=target,
-        device=device,
-        schedule_sources=meta.get("schedule_sources", {}),
-        element_aligned=meta.get("element_aligned", False),
-        signatures=meta.get("signatures"),
-    )
