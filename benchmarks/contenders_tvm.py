@@ -25,6 +25,7 @@ __all__ = [
     "make_tvm_lrn_dynamic",
     "make_tvm_lrn_tuned",
     "make_tvm_lrn_unsafe",
+    "rule_scheduled",
     "tvm_torch_version",
 ]
 
@@ -36,7 +37,7 @@ def tvm_torch_version() -> str:
     return f"tvm {tvm.__version__}; torch {torch.__version__}"
 
 
-def _rule_kernel(func, device: str):
+def rule_scheduled(func, device: str):
     """``func`` scheduled by the strategy rule of ``device``'s target."""
     from tvm_lrn.strategy import schedule_primfunc
 
@@ -47,13 +48,13 @@ def make_tvm_lrn(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
     """tvm_lrn's kernel exactly as a compiled model runs it: the PrimFunc ``relax.tvm_lrn``
     legalizes to (static shape), scheduled by the strategy rule."""
     func = legalized_lrn_primfunc(x.shape, x.dtype.name, lrn, device)
-    return tvm_bench(_rule_kernel(func, device), x, device, "strategy rule")
+    return tvm_bench(rule_scheduled(func, device), x, device, "strategy rule")
 
 
 def make_tvm_lrn_dynamic(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
     """tvm_lrn's symbolic-shape kernel, the one ``tvm_lrn.run`` compiles once per rank."""
     func = lrn_primfunc((None,) * x.ndim, x.dtype.name, lrn)
-    return tvm_bench(_rule_kernel(func, device), x, device, "symbolic shape")
+    return tvm_bench(rule_scheduled(func, device), x, device, "symbolic shape")
 
 
 def make_tvm_lrn_tuned(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
@@ -80,12 +81,12 @@ def make_tvm_lrn_unsafe(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
     """
     target = tvm_target(device)
     unsafe = lrn_primfunc(x.shape, x.dtype.name, lrn, target, safe_scaling=False)
-    fast = compile_kernel(_rule_kernel(unsafe, device), device)
+    fast = compile_kernel(rule_scheduled(unsafe, device), device)
     xt, yt, result = tvm_tensors(x, device)
     bench = Bench(lambda: fast(xt, yt), result, "benchmark-only, unsafe")
     if device == "cpu":
         safe = legalized_lrn_primfunc(x.shape, x.dtype.name, lrn, device)
-        kernel = compile_kernel(_rule_kernel(safe, device), device)
+        kernel = compile_kernel(rule_scheduled(safe, device), device)
         bench.paired = lambda: kernel(xt, yt)
         bench.note += "; paired with tvm_lrn"
     return bench

@@ -50,12 +50,11 @@ def _paired_kernel(x: np.ndarray, lrn: LRNArgs, device: str, last: dict):
     import tvm
     import tvm_ffi
     from contender import aligned_copy
-    from tvm_kernels import compile_kernel, legalized_lrn_primfunc, tvm_target
-
-    from tvm_lrn.strategy import schedule_primfunc
+    from contenders_tvm import rule_scheduled
+    from tvm_kernels import compile_kernel, legalized_lrn_primfunc
 
     func = legalized_lrn_primfunc(x.shape, x.dtype.name, lrn, device)
-    kernel = compile_kernel(schedule_primfunc(func, tvm_target(device)), device)
+    kernel = compile_kernel(rule_scheduled(func, device), device)  # the tvm_lrn row's
     y = aligned_copy(np.zeros_like(x))
     xt = tvm_ffi.from_dlpack(x, require_alignment=x.itemsize)  # element-aligned kernels
     yt = tvm.runtime.from_dlpack(y)

@@ -38,6 +38,9 @@ def _refuse_grad(name: str, t) -> None:
             )
 
 
+_MAIN_TWIN = destination_name("main")
+
+
 def _nbytes(t: tvm.runtime.Tensor) -> int:
     return t.numel() * t.dtype.itemsize
 
@@ -120,7 +123,6 @@ class Model:
         self.element_aligned = bool(element_aligned)
         self.signatures = dict(signatures or {})
         self.lone_kernels = dict(lone_kernels or {})
-        self._lone_main = False  # (kernel, input spec, out spec) or None, on first use
         self._vm = None
         self._functions = {}
         self._alignment = element_alignment(device) if element_aligned else TVM_ALIGNMENT
@@ -144,7 +146,7 @@ class Model:
         ``out`` where one is given (see :meth:`call`)."""
         single = self._single_array  # the commonest call, inlined (see _fast_path)
         if out is not None and single is not None and len(args) == 1:
-            into = self._lone_numpy_into(args[0], out)
+            into = self._numpy_into(args[0], out)
             if into is not None:
                 return into
         elif single is not None and len(args) == 1:
@@ -233,10 +235,7 @@ class Model:
             np.copyto(out, _from_tvm(self._function(name)(*borrowed), "numpy"))
             return out
         _refuse_overlap(name, borrowed, dest)
-        variant = self._functions.get(twin, False)
-        if variant is False:
-            variant = self._lone_kernel(name) or self._function(twin, required=False)
-            self._functions[twin] = variant
+        variant = self._twin(name)
         if variant is not None:
             variant(*borrowed, dest)
             return out
@@ -308,30 +307,28 @@ class Model:
                 return None
         return kind
 
-    def _lone_numpy_into(self, a, out):
-        """``out`` after ``main``'s lone kernel wrote ``a``'s result into it, where both
-        are numpy arrays that fit it as they are; else None (:meth:`_call_into`)."""
-        if self._lone_main is False:
-            twin = self._static.get(destination_name("main"))
-            kernel = self._lone_kernel("main")
-            self._lone_main = None if twin is None or kernel is None else (kernel, *twin)
-        if self._lone_main is None or type(a) is not np.ndarray or type(out) is not np.ndarray:
+    def _numpy_into(self, a, out):
+        """``out`` after ``main``'s twin wrote ``a``'s result into it, where both are numpy
+        arrays it takes as they are (:meth:`_fast_path`) that share no memory; else None:
+        :meth:`_call_into` says why or copies."""
+        if self._fast_path(_MAIN_TWIN, (a, out)) != "numpy" or np.may_share_memory(a, out):
             return None
-        kernel, (dtype, shape, _), (out_dtype, out_shape, _) = self._lone_main
-        if a.dtype is not dtype or out.dtype is not out_dtype:
+        twin = self._twin("main")
+        if twin is None:
             return None
-        if a.shape != shape or out.shape != out_shape:
-            return None
-        fa, fo = a.flags, out.flags
-        if not (fa.c_contiguous and fa.aligned and fa.writeable and fo.c_contiguous):
-            return None
-        if not (fo.aligned and fo.writeable) or np.may_share_memory(a, out):
-            return None  # the general path says why
         try:
-            kernel(a, out)
+            twin(a, out)
         except BufferError:
             return None  # a dtype DLPack lacks (bfloat16)
         return out
+
+    def _twin(self, name: str):
+        """What writes ``name``'s result into its last argument: the lone kernel, else the
+        VM's destination-passing twin, else None (looked up once)."""
+        twin = destination_name(name)
+        if twin not in self._functions:
+            self._functions[twin] = self._lone_kernel(name) or self._function(twin, required=False)
+        return self._functions[twin]
 
     def _lone_kernel(self, name: str):
         """The kernel that function ``name`` only calls, which its twin's calls can call
