@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 
+from .reference import relative_error
+
 __all__ = ["main", "run_demo"]
 
 DEFAULT_SCALES = (1.0, 1e10, 1e19, 3e19, 1e25, 1e30)
@@ -42,13 +44,6 @@ def _build_model(seed: int):
 
     torch.manual_seed(seed)
     return AlexNetBlock().eval()
-
-
-def _rel_err(got, truth) -> float:
-    got = np.asarray(got, dtype=np.float64)
-    if not np.all(np.isfinite(got)):
-        return float("inf")
-    return float(np.max(np.abs(got - truth)) / np.max(np.abs(truth)))
 
 
 def _compile_both(model, x, target):
@@ -125,7 +120,7 @@ def run_demo(scales=DEFAULT_SCALES, target="llvm", seed=0):
                 "scale": scale,
                 "lrn_input_max": lrn_input_max,
                 "values": {k: float(v[probe]) for k, v in outputs.items()},
-                "errors": {k: _rel_err(v, truth) for k, v in outputs.items()},
+                "errors": {k: relative_error(v, truth) for k, v in outputs.items()},
             }
         )
     return {"rows": rows, "probe": probe, "timings": timings}

@@ -17,6 +17,7 @@ __all__ = [
     "element_alignment",
     "input_dtype",
     "is_torch",
+    "numpy_dtype",
     "on_host",
     "plain_cpu_tensor",
     "try_borrow",
@@ -26,6 +27,15 @@ __all__ = [
 TVM_ALIGNMENT = 64
 
 _DLPACK_CPU = 1  # kDLCPU: the DLPack device type of host memory
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a TVM dtype name (``"bfloat16"`` is ml_dtypes')."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 
 
 def is_torch(x) -> bool:

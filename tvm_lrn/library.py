@@ -5,29 +5,83 @@ back.
 An exported library gets a JSON file next to it (:data:`METADATA_SUFFIX`) with the
 target, the schedule sources and the signatures, so a loaded model runs on the device it
 was built for, checks its calls, and still says where its LRN schedules came from.
+
+A library for another CPU than this one (a target whose ``mtriple`` names another
+architecture) is linked by that triple's C++ cross compiler (:func:`cross_compiler`), so
+that a board loads it: ``aarch64-linux-gnu-g++`` for ``aarch64-linux-gnu``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import tvm
 from tvm.target import Target
 
 from .errors import first_line
 from .model import Model
+from .target import foreign_arch, require_native
 
-__all__ = ["METADATA_SUFFIX", "export_model", "load_module"]
+__all__ = [
+    "METADATA_SUFFIX",
+    "cross_compiler",
+    "export_model",
+    "load_module",
+    "read_metadata",
+    "metadata_target",
+]
 
 #: Suffix of the JSON file written next to an exported library (target, schedule sources).
 METADATA_SUFFIX = ".tvm_lrn.json"
 
 
-def export_model(model: Model, path, **kwargs) -> None:
+def cross_compiler(target: Target | None, cc: str | None = None):
+    """The ``fcompile`` that links a library for ``target``, or None for this machine's.
+
+    Parameters
+    ----------
+    target : tvm.target.Target or None
+    cc : str, optional
+        The compiler (a program on PATH or a path); by default ``<triple>-g++`` for the
+        target's ``mtriple`` (with its vendor field dropped if that one is not installed,
+        so ``aarch64-unknown-linux-gnu`` finds ``aarch64-linux-gnu-g++``).
+
+    Raises
+    ------
+    FileNotFoundError
+        When no such compiler is installed, naming the ones looked for.
+    """
+    if cc is None and foreign_arch(target) is None:
+        return None
+    if cc is None:
+        cpu = target if target.kind.name in ("llvm", "c") else target.host
+        parts = str(cpu.attrs["mtriple"]).split("-")
+        names = ["-".join(parts)] + (["-".join(parts[:1] + parts[2:])] if len(parts) == 4 else [])
+        if parts[0].startswith("arm") and parts[0] != "arm":  # armv7l-...: Debian's arm-...
+            names.append("-".join(["arm", *parts[1:]]))
+        found = [shutil.which(n + "-g++") for n in names]
+        if not any(found):
+            raise FileNotFoundError(
+                f"no C++ cross compiler for {'-'.join(parts)}: looked for "
+                f"{', '.join(n + '-g++' for n in names)} (Debian/Ubuntu: apt-get install "
+                f"g++-{names[-1]}); or give one, e.g. cc='{names[-1]}-g++'"
+            )
+        cc = next(f for f in found if f)
+    elif shutil.which(cc) is None:
+        raise FileNotFoundError(f"the compiler {cc!r} is not installed (not on PATH)")
+    return tvm.support.cc.cross_compiler(cc)
+
+
+def export_model(model: Model, path, cc: str | None = None, **kwargs) -> None:
     """Write ``model`` as a shared library at ``path``, and its metadata next to it; see
     :meth:`tvm_lrn.model.Model.export_library`."""
     path = os.fspath(path)
+    if "fcompile" not in kwargs:
+        fcompile = cross_compiler(model.target, cc)
+        if fcompile is not None:
+            kwargs["fcompile"] = fcompile
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise IsADirectoryError(f"export_library: {path} is a folder; name a file in it")
@@ -53,8 +107,15 @@ def _target_json(target: Target) -> dict:
     return json.loads(str(target))  # a Target prints as its JSON config (host included)
 
 
-def _read_metadata(path: str) -> dict:
-    """The metadata written next to ``path`` by :meth:`Model.export_library`, or {}."""
+def read_metadata(path: str) -> dict:
+    """The metadata written next to the library ``path`` by :meth:`Model.export_library`
+    (target, schedule sources, signatures), or {} where there is none.
+
+    Raises
+    ------
+    ValueError
+        For a file there that is not such metadata, naming it.
+    """
     meta_path = path + METADATA_SUFFIX
     if not os.path.exists(meta_path):
         return {}
@@ -69,6 +130,14 @@ def _read_metadata(path: str) -> dict:
     if not isinstance(meta, dict):
         raise ValueError(f"{meta_path}: not tvm_lrn metadata (a JSON object is expected)")
     return meta
+
+
+def metadata_target(meta: dict) -> Target | None:
+    """The target recorded in a library's metadata (:func:`read_metadata`), if any."""
+    try:
+        return Target(meta["target"]) if meta.get("target") else None
+    except (ValueError, TypeError, RuntimeError):
+        return None
 
 
 def load_module(path, device=None) -> Model:
@@ -91,7 +160,9 @@ def load_module(path, device=None) -> Model:
         raise IsADirectoryError(f"load_module: {path} is a folder, not a library")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_module: no file {path}")
-    meta = _read_metadata(path)
+    meta = read_metadata(path)
+    target = metadata_target(meta)
+    require_native(target, f"{path}")
     try:
         lib = tvm.runtime.load_module(path)
     except Exception as err:  # noqa: BLE001 (the loader's error types come from C++)
@@ -99,12 +170,6 @@ def load_module(path, device=None) -> Model:
             f"load_module: {path} is not a library TVM can load ({first_line(err)}); "
             "export one with Model.export_library"
         ) from None
-    target = None
-    if meta.get("target"):
-        try:
-            target = Target(meta["target"])
-        except (ValueError, TypeError, RuntimeError):
-            target = None
     if device is None and meta.get("device_type") is not None:
         device = tvm.device(int(meta["device_type"]), 0)
     return Model(

@@ -19,7 +19,7 @@ from .interop import (
     try_borrow,
 )
 from .signature import check_call, destination_name, static_signatures
-from .target import require_device
+from .target import require_device, require_native
 
 __all__ = ["Model"]
 
@@ -137,6 +137,7 @@ class Model:
         """The Relax VM (created on first use, so CUDA builds work without a GPU)."""
         if self._vm is None:
             _ensure_precise_device_math(self.device)
+            require_native(self.target, "this model")
             require_device(self.device, "this model")
             self._vm = relax.VirtualMachine(self.executable, self.device)
         return self._vm
@@ -372,7 +373,10 @@ class Model:
         path : str or os.PathLike
             Output file, e.g. ``"model.so"``.
         **kwargs
-            Passed to ``Executable.export_library`` (``fcompile``, ``cc`` options).
+            ``cc``: the C++ compiler that links it (a cross compiler for another CPU
+            than this one is found from the target's ``mtriple`` when not given, see
+            :func:`tvm_lrn.library.cross_compiler`); the rest goes to
+            ``Executable.export_library`` (``fcompile``, ``options``).
         """
         from .library import export_model  # the library module loads models: imports this
 

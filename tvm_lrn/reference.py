@@ -18,7 +18,7 @@ import numpy as np
 
 from .spec import LRNParams, canonicalize, check_dtype
 
-__all__ = ["lrn", "lrn_exact", "wide_dtype"]
+__all__ = ["lrn", "lrn_exact", "relative_error", "wide_dtype"]
 
 
 def wide_dtype(dtype) -> np.dtype | None:
@@ -32,6 +32,20 @@ def wide_dtype(dtype) -> np.dtype | None:
     if np.finfo(np.longdouble).nmant >= 63:
         return np.dtype(np.longdouble)
     return None
+
+
+def relative_error(got, truth) -> float:
+    """``max |got - truth| / max |truth|`` in float64; inf where ``got`` is not finite
+    (how far a whole model's output is from its float64 reference)."""
+    got = np.asarray(got, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    if got.shape != truth.shape:
+        raise ValueError(f"shapes differ: {got.shape} against the reference's {truth.shape}")
+    if not np.all(np.isfinite(got)):
+        return float("inf")
+    diff = float(np.max(np.abs(got - truth), initial=0.0))
+    scale = float(np.max(np.abs(truth), initial=0.0))
+    return diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
 
 
 def _dtype_name(dtype) -> str:

@@ -8,9 +8,11 @@ import logging
 from tvm.target import Target, codegen
 
 __all__ = [
+    "foreign_arch",
     "host_target",
     "is_generic_host_cpu",
     "require_device",
+    "require_native",
     "resolve_target",
     "warn_if_generic_cpu",
 ]
@@ -101,4 +103,34 @@ def require_device(device, what: str) -> None:
             f"{what} runs on {device}, and this machine does not have one (no {device} "
             "here); tvm_lrn.compile(..., target=...) and export_library build for it "
             "without one"
+        )
+
+
+def foreign_arch(target: Target | None) -> str | None:
+    """The CPU architecture ``target``'s host code is for (e.g. ``"aarch64"``), or None
+    where it is this machine's."""
+    if target is None:
+        return None
+    cpu = target if target.kind.name in ("llvm", "c") else target.host
+    triple = str(cpu.attrs.get("mtriple", "") or "") if cpu is not None else ""
+    arch = triple.split("-")[0]
+    host = str(codegen.llvm_get_system_triple()).split("-")[0]
+    return arch if arch and arch != host else None
+
+
+def require_native(target: Target | None, what: str) -> None:
+    """Raise RuntimeError when ``target``'s code is for another CPU than this one.
+
+    Parameters
+    ----------
+    target : tvm.target.Target or None
+    what : str
+        What was built for it, for the message (e.g. ``"this model"``).
+    """
+    arch = foreign_arch(target)
+    if arch is not None:
+        raise RuntimeError(
+            f"{what} is compiled for {arch}, not for this machine: export it "
+            "(export_library) and run it there, e.g. with tvm_lrn.remote.run(model, inputs, "
+            "device) or tvm-lrn run --rpc HOST:PORT --key KEY"
         )
