@@ -30,10 +30,20 @@ from pathlib import Path
 
 ROOT_ENV = "TVM_LRN_AARCH64_ROOT"
 DEFAULT_ROOT = Path.home() / ".cache" / "tvm-lrn" / "aarch64-bookworm"
-PACKAGES = {"qemu-aarch64": "qemu-user", "aarch64-linux-gnu-g++": "g++-aarch64-linux-gnu",
-            "debootstrap": "debootstrap"}  # fmt: skip
-WHEELS = ["apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1", "numpy", "ml_dtypes",
-          "psutil", "cloudpickle", "typing_extensions"]  # fmt: skip
+PACKAGES = {
+    "qemu-aarch64": "qemu-user",
+    "aarch64-linux-gnu-g++": "g++-aarch64-linux-gnu",
+    "debootstrap": "debootstrap",
+}
+WHEELS = [
+    "apache-tvm==0.27.0.post1",
+    "apache-tvm-ffi==0.1.14.post1",
+    "numpy",
+    "ml_dtypes",
+    "psutil",
+    "cloudpickle",
+    "typing_extensions",
+]
 READY = ".tvm-lrn-ready"  # written last by setup, with what it installed
 
 
@@ -51,8 +61,9 @@ def _run(argv: list, what: str, **kwargs) -> str:
 
 def _tools() -> None:
     if sys.platform != "linux" or os.uname().machine != "x86_64":
-        raise DeviceError(f"emulation is set up for Linux on x86-64, not {sys.platform} "
-                          f"{os.uname().machine}")  # fmt: skip
+        raise DeviceError(
+            f"emulation is set up for Linux on x86-64, not {sys.platform} {os.uname().machine}"
+        )
     missing = [pkg for tool, pkg in PACKAGES.items() if shutil.which(tool) is None]
     if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -60,8 +71,10 @@ def _tools() -> None:
         _run(["apt-get", "install", "-y", "-qq", *missing], "apt-get install", env=env)
         missing = [pkg for tool, pkg in PACKAGES.items() if shutil.which(tool) is None]
     if missing:
-        raise DeviceError(f"install {' '.join(missing)} first (e.g. sudo apt-get install "
-                          f"{' '.join(missing)}): emulation needs them")  # fmt: skip
+        raise DeviceError(
+            f"install {' '.join(missing)} first (e.g. sudo apt-get install "
+            f"{' '.join(missing)}): emulation needs them"
+        )
 
 
 def _mirror() -> str:
@@ -87,23 +100,55 @@ def _rootfs(root: Path) -> None:
     need not be mounted): debootstrap's first stage, then every downloaded package."""
     shutil.rmtree(root, ignore_errors=True)
     root.parent.mkdir(parents=True, exist_ok=True)
-    _run(["debootstrap", "--arch=arm64", "--variant=minbase", "--foreign",
-          "--include=python3", "bookworm", str(root), _mirror()], "debootstrap")  # fmt: skip
+    _run(
+        [
+            "debootstrap",
+            "--arch=arm64",
+            "--variant=minbase",
+            "--foreign",
+            "--include=python3",
+            "bookworm",
+            str(root),
+            _mirror(),
+        ],
+        "debootstrap",
+    )
     for deb in sorted((root / "var/cache/apt/archives").glob("*.deb")):
         # --keep-directory-symlink: /lib, /bin and /sbin stay links into /usr (merged /usr)
         tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-        _run(["tar", "-x", "--keep-directory-symlink", "-C", str(root)], f"unpacking {deb.name}",
-             stdin=tar.stdout)  # fmt: skip
+        _run(
+            ["tar", "-x", "--keep-directory-symlink", "-C", str(root)],
+            f"unpacking {deb.name}",
+            stdin=tar.stdout,
+        )
         if tar.wait() != 0:
             raise DeviceError(f"dpkg-deb could not read {deb}")
 
 
 def _wheels(root: Path) -> None:
     site = root / "usr/local/lib/python3.11/dist-packages"
-    _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-          "--platform", "manylinux_2_28_aarch64", "--only-binary=:all:", "--python-version",
-          "3.11", "--implementation", "cp", "--upgrade", "--target", str(site), *WHEELS],
-         "installing TVM's aarch64 wheels")  # fmt: skip
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--platform",
+            "manylinux_2_28_aarch64",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--upgrade",
+            "--target",
+            str(site),
+            *WHEELS,
+        ],
+        "installing TVM's aarch64 wheels",
+    )
 
 
 def python_wrapper(root: Path) -> Path:
@@ -150,8 +195,10 @@ def _start(args) -> int:
     state.setdefault("pids", []).extend(fleet.pids)
     state["tracker"] = fleet.address
     args.state.write_text(json.dumps(state))
-    print(f"{args.servers} emulated aarch64 server(s) under key {args.key!r}: "
-          f"--rpc {fleet.address} --key {args.key}")  # fmt: skip
+    print(
+        f"{args.servers} emulated aarch64 server(s) under key {args.key!r}: "
+        f"--rpc {fleet.address} --key {args.key}"
+    )
     return 0
 
 

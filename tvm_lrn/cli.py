@@ -1,4 +1,4 @@
-"""The ``tvm-lrn`` command: tune, compile, bench and demo.
+"""The ``tvm-lrn`` command: tune, compile, run (on a remote device), bench and demo.
 
 Each subcommand has ``--help``. Errors a user can cause (bad arguments, missing files,
 unknown targets, models without LRN) end with one ``tvm-lrn: error: ...`` line on stderr
@@ -12,104 +12,21 @@ import argparse
 import os
 import sys
 
+from .cli_args import (
+    Parser,
+    UsageError,
+    add_lrn_args,
+    add_target_arg,
+    dtypes_arg,
+    positive_int,
+    shape_arg,
+)
+from .cli_device import add_device_args, add_run_parser, device_from_args
 from .errors import first_line
 
 __all__ = ["main"]
 
 PROG = "tvm-lrn"
-
-
-class _UsageError(Exception):
-    """A bad command line (exit status 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error instead of usage + error."""
-
-    def error(self, message):
-        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
-
-
-# --------------------------------------------------------------------------- arguments
-
-
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid shape {text!r} (expected e.g. 1,96,55,55)"
-        ) from None
-    if not dims or any(d < 1 for d in dims):
-        raise argparse.ArgumentTypeError(f"invalid shape {text!r}: dimensions must be >= 1")
-    return dims
-
-
-def _dtypes(text: str) -> list[str]:
-    from .spec import FLOAT_DTYPES
-
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [n for n in names if n not in FLOAT_DTYPES]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"invalid dtype {text!r} (choose from {', '.join(FLOAT_DTYPES)})"
-        )
-    return names
-
-
-def _positive_int(text: str) -> int:
-    value = int(text) if text.strip().isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _target_arg(text: str):
-    """A target name, tag or JSON dict; checked early for a one-line error."""
-    import json
-
-    from .target import resolve_target
-
-    value = text
-    if text.lstrip().startswith("{"):
-        try:
-            value = json.loads(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(f"invalid target JSON {text!r}: {err}") from None
-    try:
-        return resolve_target(value)
-    except (ValueError, TypeError) as err:
-        raise argparse.ArgumentTypeError(first_line(err)) from None
-    except Exception as err:  # a TVM error naming the unknown kind or tag
-        raise argparse.ArgumentTypeError(
-            f"unknown or invalid target {text!r}: {first_line(err)}"
-        ) from None
-
-
-def _add_lrn_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("LRN parameters")
-    g.add_argument("--size", type=_positive_int, default=5, help="window size (default 5)")
-    g.add_argument("--alpha", type=float, default=1e-4, help="alpha (default 1e-4)")
-    g.add_argument("--beta", type=float, default=0.75, help="beta (default 0.75)")
-    g.add_argument("--bias", "-k", type=float, default=1.0, help="bias / k (default 1)")
-    g.add_argument("--axis", type=int, default=1, help="normalized axis (default 1)")
-    g.add_argument(
-        "--convention",
-        default="torch",
-        choices=("torch", "onnx", "tensorflow", "caffe"),
-        help="whose definition of size and alpha (default torch)",
-    )
-
-
-def _add_target_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--target",
-        "-t",
-        type=_target_arg,
-        default=None,
-        help='"host" (default), "llvm", "cuda", a tag like nvidia/nvidia-h100, '
-        'or TVM JSON such as \'{"kind": "llvm", "mcpu": "znver4"}\'',
-    )
 
 
 def _add_tune_parser(sub) -> None:
@@ -123,7 +40,7 @@ def _add_tune_parser(sub) -> None:
     what = t.add_argument_group("what to tune (one or more of --shape/--preset, or --model)")
     what.add_argument(
         "--shape",
-        type=_shape,
+        type=shape_arg,
         action="append",
         default=[],
         help="input shape, e.g. 1,96,55,55 (repeatable)",
@@ -143,14 +60,15 @@ def _add_tune_parser(sub) -> None:
     )
     what.add_argument(
         "--dtype",
-        type=_dtypes,
+        type=dtypes_arg,
         action="append",
         default=None,
         help="dtype(s) for --shape/--preset, e.g. float32,float16 (default float32)",
     )
-    _add_lrn_args(t)
-    _add_target_arg(t)
+    add_lrn_args(t)
+    add_target_arg(t)
     _add_search_args(t)
+    add_device_args(t, "measure")
     t.set_defaults(func=_cmd_tune)
 
 
@@ -162,11 +80,11 @@ def _add_search_args(t: argparse.ArgumentParser) -> None:
         help="database folder (default ./tvm_lrn_tuning)",
     )
     t.add_argument(
-        "--trials", type=_positive_int, default=32, help="search trials per workload (default 32)"
+        "--trials", type=positive_int, default=32, help="search trials per workload (default 32)"
     )
     t.add_argument(
         "--trials-per-iter",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="candidates per build/run batch (default min(trials, 8))",
     )
@@ -195,12 +113,13 @@ def _add_compile_parser(sub) -> None:
     )
     c.add_argument("model", help="a torch.export .pt2 file or an .onnx file")
     c.add_argument("--output", "-o", help="library to write (default: MODEL with .so)")
-    _add_target_arg(c)
+    add_target_arg(c)
     c.add_argument(
         "--database",
         "-d",
         help="a tuned database folder (default: the one shipped for the target, if any)",
     )
+    c.add_argument("--cc", help="the C++ compiler that links it (default: from the target)")
     c.add_argument(
         "--input-shape",
         action="append",
@@ -220,17 +139,17 @@ def _add_bench_parser(sub) -> None:
         "F.local_response_norm, and a copy of the same bytes.",
     )
     b.add_argument(
-        "--shape", type=_shape, default=(1, 96, 55, 55), help="input shape (default 1,96,55,55)"
+        "--shape", type=shape_arg, default=(1, 96, 55, 55), help="input shape (default 1,96,55,55)"
     )
     b.add_argument(
         "--dtype", default="float32", choices=("float16", "bfloat16", "float32", "float64")
     )
-    _add_lrn_args(b)
-    _add_target_arg(b)
+    add_lrn_args(b)
+    add_target_arg(b)
     b.add_argument("--database", "-d", help="a tuned database folder (default: shipped)")
     b.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=positive_int,
         default=20,
         help="timed repetitions (median reported, default 20)",
     )
@@ -238,13 +157,14 @@ def _add_bench_parser(sub) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="A numerically safe, fast LRN for Apache TVM.")
+    parser = Parser(prog=PROG, description="A numerically safe, fast LRN for Apache TVM.")
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     _add_tune_parser(sub)
     _add_compile_parser(sub)
+    add_run_parser(sub)
     _add_bench_parser(sub)
     d = sub.add_parser(
         "demo", help="run the demo (tvm_lrn.demo); arguments pass through", add_help=False
@@ -278,7 +198,7 @@ def _name_shape(text: str):
     name, sep, dims = text.partition("=")
     if not sep or not name:
         raise ValueError(f"invalid --input-shape {text!r} (expected NAME=1,3,224,224)")
-    return name, list(_shape(dims))
+    return name, list(shape_arg(dims))
 
 
 def _cmd_tune(args) -> int:
@@ -289,15 +209,15 @@ def _cmd_tune(args) -> int:
         names = list(tuning.PRESETS) if preset == "all" else [preset]
         for name in names:
             if name not in tuning.PRESETS:
-                raise _UsageError(
+                raise UsageError(
                     f"{PROG} tune: error: unknown preset {name!r} "
                     f"(choose from {', '.join(tuning.PRESETS)}, all)"
                 )
             shapes += [s for s in tuning.PRESETS[name] if s not in shapes]
     if args.model and shapes:
-        raise _UsageError(f"{PROG} tune: error: give --model or --shape/--preset, not both")
+        raise UsageError(f"{PROG} tune: error: give --model or --shape/--preset, not both")
     if not args.model and not shapes:
-        raise _UsageError(f"{PROG} tune: error: nothing to tune: give --shape, --preset or --model")
+        raise UsageError(f"{PROG} tune: error: nothing to tune: give --shape, --preset or --model")
     dtypes = [d for group in (args.dtype or [["float32"]]) for d in group]
     kwargs = dict(
         target=args.target,
@@ -308,6 +228,8 @@ def _cmd_tune(args) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         ship_to=args.ship_to,
+        device=device_from_args(args),
+        cc=args.cc,
     )
     if args.model:
         result = tuning.tune(_load_model(args.model), kernels=args.kernels, **kwargs)
@@ -351,8 +273,11 @@ def _cmd_compile(args) -> int:
         load_database(args.database)  # a one-line error now rather than deep in compile
     model = tvm_lrn.compile(mod, target, database=args.database)
     output = args.output or os.path.splitext(args.model)[0] + ".so"
-    model.export_library(output)
-    print(f"wrote {output} for {target.kind.name} ({target_key(target)})")
+    model.export_library(output, cc=args.cc, source=os.path.abspath(args.model))
+    print(
+        f"wrote {output} for {target.kind.name} {target.attrs.get('mtriple', '')} "
+        f"({target_key(target)})"
+    )
     for name, source in sorted(model.schedule_sources.items()):
         print(f"  {name}: {source}")
     print(f"  other kernels with a tuned record: {len(model.tuned_kernels)} (the rest: defaults)")
@@ -429,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SystemExit as done:  # --help, --version
         return int(done.code or 0) if isinstance(done.code, int | None) else 1
-    except _UsageError as err:
+    except UsageError as err:
         print(str(err), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -149,9 +149,12 @@ class LocalFleet:
         argv = [*argv, "--host", self.host, "--port", str(port), "--port-end", str(port + 1)]
         # A session of its own: stopping kills the forked workers with their server.
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
         log.close()
         self.processes.append((name, proc))
 

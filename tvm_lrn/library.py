@@ -7,7 +7,7 @@ target, the schedule sources and the signatures, so a loaded model runs on the d
 was built for, checks its calls, and still says where its LRN schedules came from.
 
 A library for another CPU than this one (a target whose ``mtriple`` names another
-architecture) is linked by that triple's C++ cross compiler (:func:`cross_compiler`), so
+architecture) is linked by that triple's C++ cross compiler (:func:`compiler_for`), so
 that a board loads it: ``aarch64-linux-gnu-g++`` for ``aarch64-linux-gnu``.
 """
 
@@ -26,7 +26,7 @@ from .target import foreign_arch, require_native
 
 __all__ = [
     "METADATA_SUFFIX",
-    "cross_compiler",
+    "compiler_for",
     "export_model",
     "load_module",
     "read_metadata",
@@ -37,8 +37,9 @@ __all__ = [
 METADATA_SUFFIX = ".tvm_lrn.json"
 
 
-def cross_compiler(target: Target | None, cc: str | None = None):
-    """The ``fcompile`` that links a library for ``target``, or None for this machine's.
+def compiler_for(target: Target | None, cc: str | None = None) -> str | None:
+    """The C++ compiler that links a library for ``target``: None for this machine's
+    default, else ``cc`` or the cross compiler of the target's ``mtriple``.
 
     Parameters
     ----------
@@ -53,35 +54,36 @@ def cross_compiler(target: Target | None, cc: str | None = None):
     FileNotFoundError
         When no such compiler is installed, naming the ones looked for.
     """
-    if cc is None and foreign_arch(target) is None:
+    if cc is not None:
+        if shutil.which(cc) is None:
+            raise FileNotFoundError(f"the compiler {cc!r} is not installed (not on PATH)")
+        return cc
+    if foreign_arch(target) is None:
         return None
-    if cc is None:
-        cpu = target if target.kind.name in ("llvm", "c") else target.host
-        parts = str(cpu.attrs["mtriple"]).split("-")
-        names = ["-".join(parts)] + (["-".join(parts[:1] + parts[2:])] if len(parts) == 4 else [])
-        if parts[0].startswith("arm") and parts[0] != "arm":  # armv7l-...: Debian's arm-...
-            names.append("-".join(["arm", *parts[1:]]))
-        found = [shutil.which(n + "-g++") for n in names]
-        if not any(found):
-            raise FileNotFoundError(
-                f"no C++ cross compiler for {'-'.join(parts)}: looked for "
-                f"{', '.join(n + '-g++' for n in names)} (Debian/Ubuntu: apt-get install "
-                f"g++-{names[-1]}); or give one, e.g. cc='{names[-1]}-g++'"
-            )
-        cc = next(f for f in found if f)
-    elif shutil.which(cc) is None:
-        raise FileNotFoundError(f"the compiler {cc!r} is not installed (not on PATH)")
-    return tvm.support.cc.cross_compiler(cc)
+    cpu = target if target.kind.name in ("llvm", "c") else target.host
+    parts = str(cpu.attrs["mtriple"]).split("-")
+    names = ["-".join(parts)] + (["-".join(parts[:1] + parts[2:])] if len(parts) == 4 else [])
+    if parts[0].startswith("arm") and parts[0] != "arm":  # armv7l-...: Debian's arm-...
+        names.append("-".join(["arm", *parts[1:]]))
+    for name in names:
+        if shutil.which(name + "-g++"):
+            return name + "-g++"
+    raise FileNotFoundError(
+        f"no C++ cross compiler for {'-'.join(parts)}: looked for "
+        f"{', '.join(n + '-g++' for n in names)} (Debian/Ubuntu: apt-get install "
+        f"g++-{names[-1]}); or give one, e.g. cc='{names[-1]}-g++'"
+    )
 
 
-def export_model(model: Model, path, cc: str | None = None, **kwargs) -> None:
+def export_model(model: Model, path, cc: str | None = None, source=None, **kwargs) -> None:
     """Write ``model`` as a shared library at ``path``, and its metadata next to it; see
-    :meth:`tvm_lrn.model.Model.export_library`."""
+    :meth:`tvm_lrn.model.Model.export_library` (``source``: the model file it was
+    compiled from, which ``tvm-lrn run`` checks against)."""
     path = os.fspath(path)
     if "fcompile" not in kwargs:
-        fcompile = cross_compiler(model.target, cc)
-        if fcompile is not None:
-            kwargs["fcompile"] = fcompile
+        cc = compiler_for(model.target, cc)
+        if cc is not None:
+            kwargs["fcompile"] = tvm.support.cc.cross_compiler(cc)
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise IsADirectoryError(f"export_library: {path} is a folder; name a file in it")
@@ -99,6 +101,8 @@ def export_model(model: Model, path, cc: str | None = None, **kwargs) -> None:
         "signatures": model.signatures,
         "lone_kernels": model.lone_kernels,
     }
+    if source is not None:
+        meta["source"] = os.fspath(source)
     with open(path + METADATA_SUFFIX, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
 

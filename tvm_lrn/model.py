@@ -375,7 +375,7 @@ class Model:
         **kwargs
             ``cc``: the C++ compiler that links it (a cross compiler for another CPU
             than this one is found from the target's ``mtriple`` when not given, see
-            :func:`tvm_lrn.library.cross_compiler`); the rest goes to
+            :func:`tvm_lrn.library.compiler_for`); the rest goes to
             ``Executable.export_library`` (``fcompile``, ``options``).
         """
         from .library import export_model  # the library module loads models: imports this

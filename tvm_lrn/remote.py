@@ -3,7 +3,7 @@
 A device is what TVM's tracker calls a key: every RPC server registered with a tracker
 under one key is one such device (a fleet of identical boards, or one). A library
 compiled for the device's CPU (:func:`tvm_lrn.compile` with its target, linked by the
-triple's cross compiler: :func:`tvm_lrn.library.cross_compiler`) is uploaded, loaded
+triple's cross compiler: :func:`tvm_lrn.library.compiler_for`) is uploaded, loaded
 there, run on given or random inputs, timed by the device's own clock, and its outputs
 are compared on the host with a reference (float64 torch for a ``.pt2``, or any
 function). Tuning measures on the same devices through MetaSchedule's ``RPCRunner``
@@ -24,10 +24,22 @@ from .errors import first_line
 from .interop import numpy_dtype
 from .reference import relative_error
 
-__all__ = ["TRACKER_ENV", "RemoteDevice", "RemoteRun", "pt2_reference", "random_inputs", "run"]
+__all__ = [
+    "NO_SERVER",
+    "TRACKER_ENV",
+    "RemoteDevice",
+    "RemoteRun",
+    "pt2_reference",
+    "random_inputs",
+    "run",
+]
 
 #: The environment variables that name a device (as MetaSchedule's RPCConfig reads them).
 TRACKER_ENV = ("TVM_TRACKER_HOST", "TVM_TRACKER_PORT", "TVM_TRACKER_KEY")
+
+#: How :meth:`RemoteDevice.connect` says that no server is left under the key (also in
+#: the error text of measurements, which cross process boundaries as text).
+NO_SERVER = "no RPC server is registered"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,13 +120,26 @@ class RemoteDevice:
         """
         from tvm import rpc
 
-        if self.servers() == 0:
-            raise ConnectionError(f"the tracker has no device {self}: start an RPC server")
+        if self.servers() == 0:  # the tracker would queue the request for ever
+            raise ConnectionError(f"{NO_SERVER} as device {self}: start an RPC server")
         try:
             tracker = rpc.connect_tracker(self.host, self.port)
             return tracker.request(self.key, priority=1, session_timeout=self.session_timeout)
         except (RuntimeError, OSError) as err:
             raise ConnectionError(f"no session on device {self}: {first_line(err)}") from None
+
+    @classmethod
+    def connect_config(cls, rpc_config):
+        """:meth:`connect` for MetaSchedule's ``RPCConfig`` (RPCRunner's
+        ``f_create_session``): refused at once when the key has no server left, where
+        the tracker would make the runner wait for ever."""
+        device = cls(
+            rpc_config.tracker_host,
+            int(rpc_config.tracker_port),
+            rpc_config.tracker_key,
+            float(rpc_config.session_timeout_sec or 0),
+        )
+        return device.connect()
 
     def rpc_config(self):
         """MetaSchedule's ``RPCConfig`` for measuring on these devices."""
@@ -227,8 +252,9 @@ def run(  # the call users make; every argument but the first has a default
         inputs = [np.ascontiguousarray(x) for x in inputs]
         check_call("main", signature, tuple(inputs))
         target = metadata_target(meta)
-        outputs, seconds = _run_there(device, path, inputs, int(meta.get("device_type", 1)),
-                                      (number, repeat))  # fmt: skip
+        outputs, seconds = _run_there(
+            device, path, inputs, int(meta.get("device_type", 1)), (number, repeat)
+        )
     errors = None
     if reference is not None:
         truth = reference(*inputs)

@@ -12,6 +12,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.target import Target
 
+from ..remote import NO_SERVER
 from .database import load_database, mean_seconds
 from .workloads import Workload
 
@@ -129,6 +130,7 @@ class SigintWatch:
 
     def __init__(self):
         self.seen = False
+        self.lost: str | None = None  # why the device measuring went away, if it did
         self._previous = None
 
     def __enter__(self):
@@ -143,8 +145,9 @@ class SigintWatch:
         logger.warning("Ctrl-C: stopping after the current batch (Ctrl-C again to stop now)")
 
     def check(self):
-        """Raise KeyboardInterrupt (from Python code) if Ctrl-C was pressed."""
-        if self.seen:
+        """Raise KeyboardInterrupt (from Python code) if Ctrl-C was pressed or the
+        device was lost."""
+        if self.seen or self.lost:
             raise KeyboardInterrupt
 
     def __exit__(self, *exc):
@@ -203,6 +206,9 @@ class Progress(ms.measure_callback.PyMeasureCallback):
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
         """Called by the task scheduler after each measured batch."""
         secs = [None if r.error_msg else r.run_secs for r in runner_results]
+        lost = [r.error_msg for r in runner_results if r.error_msg and NO_SERVER in r.error_msg]
+        if lost:  # every later candidate would fail the same way
+            self.sigint.lost = next(t for t in lost[0].splitlines() if NO_SERVER in t).strip()
         index = self.tasks[task_id]
         self.results[index].trials += len(secs)
         self.count(index, secs)

@@ -23,10 +23,19 @@ from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
 from tvm.s_tir.meta_schedule.utils import fork_seed
 
 from ..errors import first_line
+from ..remote import NO_SERVER
 from .database import best_records, load_database, mean_seconds
 from .progress import Progress, SigintWatch, TuneResult, WorkloadResult
 from .records import export_best, repair_json_database
-from .space import baseline_schedules, cost_model, default_builder, default_runner, design_space
+from .space import (
+    baseline_schedules,
+    cost_model,
+    default_builder,
+    default_runner,
+    design_space,
+    remote_builder,
+    remote_runner,
+)
 from .targets import target_key
 
 __all__ = ["SearchOptions", "measure", "run_search"]
@@ -55,6 +64,11 @@ class SearchOptions:
     builder, runner : MetaSchedule Builder and Runner, optional
         Where candidates are built and timed; by default local ones
         (:func:`~tvm_lrn.tune.space.default_builder`, :func:`~tvm_lrn.tune.space.default_runner`).
+    device : tvm_lrn.remote.RemoteDevice, optional
+        Measure on every server of this tracker key instead (MetaSchedule's RPCRunner),
+        each candidate linked by the target's cross compiler (or ``cc``).
+    cc : str, optional
+        The C++ compiler that links candidates for ``device``.
     """
 
     trials_per_iter: int | None = None
@@ -65,6 +79,8 @@ class SearchOptions:
     ship_to: str | os.PathLike | None = None
     builder: object = None
     runner: object = None
+    device: object = None
+    cc: str | None = None
 
 
 def measure(builder, runner, target, mods: list) -> list:
@@ -115,6 +131,8 @@ def _commit_rule_records(results, target, opts, database, progress) -> None:
         res = results[i]
         if isinstance(secs, str):
             logger.warning("%s: the baseline schedule %s", res.workload.name, secs)
+            if NO_SERVER in secs:
+                progress.sigint.lost = secs
             continue
         res.rule_seconds = mean_seconds(secs)
         mod = res.workload.mod
@@ -182,6 +200,16 @@ def _search(tasks, trials: int, opts, database, cost, progress, work_dir: str) -
     )
 
 
+def _on_device(opts: SearchOptions, target, cores: int) -> SearchOptions:
+    """``opts`` with a builder that links for ``opts.device`` and a runner on it."""
+    from ..library import compiler_for
+
+    if opts.builder is not None or opts.runner is not None:
+        raise TypeError("give device or builder/runner, not both")
+    builder = remote_builder(cores, compiler_for(target, opts.cc))
+    return dataclasses.replace(opts, builder=builder, runner=remote_runner(opts.device))
+
+
 def run_search(workloads, target, work_dir: str, trials: int, opts: SearchOptions) -> TuneResult:
     """Tune ``workloads`` for ``target`` into the JSON database in ``work_dir``.
 
@@ -192,10 +220,14 @@ def run_search(workloads, target, work_dir: str, trials: int, opts: SearchOption
     os.makedirs(work_dir, exist_ok=True)
     repair_json_database(work_dir)  # a previous run may have been killed mid-write
     cores = int(target.attrs.get("num-cores", 1))
-    opts = dataclasses.replace(
-        opts,
-        builder=opts.builder or default_builder(cores),
-        runner=opts.runner or default_runner(),
+    opts = (
+        dataclasses.replace(
+            opts,
+            builder=opts.builder or default_builder(cores),
+            runner=opts.runner or default_runner(),
+        )
+        if opts.device is None
+        else _on_device(opts, target, cores)
     )
     cost, kind = cost_model(opts.cost_model, cores)
     results = [WorkloadResult(w) for w in workloads]
@@ -213,7 +245,7 @@ def run_search(workloads, target, work_dir: str, trials: int, opts: SearchOption
         except KeyboardInterrupt:
             interrupted = True
         except Exception:
-            if not sigint.seen:
+            if not (sigint.seen or sigint.lost):
                 raise
             interrupted = True  # Ctrl-C raised in a callback comes back as a TVM error
         finally:
@@ -221,9 +253,16 @@ def run_search(workloads, target, work_dir: str, trials: int, opts: SearchOption
     if interrupted:
         dropped = repair_json_database(work_dir)
         logger.warning(
-            "tuning interrupted: the database in %s keeps what was measured%s",
+            "tuning %s: the database in %s keeps what was measured%s",
+            "stopped" if sigint.lost else "interrupted",
             work_dir,
             f" ({dropped} torn lines dropped)" if dropped else "",
+        )
+    if sigint.lost:
+        raise ConnectionError(
+            f"the device went away during tuning ({sigint.lost}); the database in "
+            f"{work_dir} keeps every record measured before: tune again once the device "
+            "is back to go on from there"
         )
     db, _ = load_database(work_dir)
     for res in results:

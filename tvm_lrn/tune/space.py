@@ -12,7 +12,9 @@ the kernel that :func:`tvm_lrn.compile` builds from the same record.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 
 import tvm
 from tvm.s_tir import Schedule
@@ -31,6 +33,9 @@ __all__ = [
     "default_builder",
     "default_runner",
     "design_space",
+    "export_candidate",
+    "remote_builder",
+    "remote_runner",
     "rule_schedules",
 ]
 
@@ -159,6 +164,43 @@ def default_builder(max_workers: int, timeout_sec: float = 300.0):
     """MetaSchedule's LocalBuilder with :func:`build_candidate`."""
     return ms.builder.LocalBuilder(
         max_workers=max_workers, timeout_sec=timeout_sec, f_build=build_candidate
+    )
+
+
+def export_candidate(mod, cc: str) -> str:
+    """Builder worker: link a built candidate into a shared library for another CPU with
+    the C++ compiler ``cc``, for an RPC server to load (MetaSchedule's default writes a
+    tar that the device would have to link itself)."""
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(prefix="tvm-lrn-candidate-"), "candidate.so")
+    mod.export_library(path, fcompile=tvm.support.cc.cross_compiler(cc))
+    return path
+
+
+def remote_builder(max_workers: int, cc: str | None, timeout_sec: float = 300.0):
+    """:func:`default_builder` that links with the cross compiler ``cc`` (None: this
+    machine's compiler)."""
+    return ms.builder.LocalBuilder(
+        max_workers=max_workers,
+        timeout_sec=timeout_sec,
+        f_build=build_candidate,
+        f_export=functools.partial(export_candidate, cc=cc or "g++"),
+    )
+
+
+def remote_runner(device, number: int = 3, repeat: int = 3):
+    """MetaSchedule's RPCRunner on every server of ``device`` (a
+    :class:`tvm_lrn.remote.RemoteDevice`): one measurement per server at a time, so that
+    a fleet under one key shares the candidates."""
+    config = ms.runner.EvaluatorConfig(
+        number=number, repeat=repeat, min_repeat_ms=50, enable_cpu_cache_flush=False
+    )
+    return ms.runner.RPCRunner(
+        device.rpc_config(),
+        evaluator_config=config,
+        f_create_session=type(device).connect_config,
+        max_workers=max(1, device.servers()),
     )
 
 
