@@ -7,6 +7,10 @@ import copy
 import ml_dtypes
 import numpy as np
 
+# Norm-wise error max|got - truth| / max|truth| (inf if got is not finite): whole models
+# carry near-zero outputs whose own relative error means nothing.
+from tvm_lrn.reference import relative_error as rel_err
+
 #: Maximum error in ulp of the output dtype where the exact result is a normal number.
 ULP_BOUND = {"float16": 1, "bfloat16": 1, "float32": 8, "float64": 8}
 
@@ -64,16 +68,6 @@ def check_against_exact(out: np.ndarray, exact: np.ndarray, dtype: str) -> float
             )
         assert np.all(np.abs(got[small] - ex[small]) <= tiny), "error above the smallest normal"
     return worst
-
-
-def rel_err(got, truth) -> float:
-    """Norm-wise error ``max|got - truth| / max|truth|`` (inf if ``got`` is not finite):
-    whole models carry near-zero outputs whose own relative error means nothing."""
-    got = np.asarray(got, dtype=np.float64)
-    truth = np.asarray(truth, dtype=np.float64)
-    if not np.all(np.isfinite(got)):
-        return float("inf")
-    return float(np.max(np.abs(got - truth)) / np.max(np.abs(truth)))
 
 
 def float32_bound(net, x) -> float:

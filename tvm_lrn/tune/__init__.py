@@ -161,7 +161,7 @@ def tune(
         ``kernels`` (``"all"``, the default, or ``"lrn"``) with a model; the LRN
         keywords above with shapes; and the fields of :class:`SearchOptions`
         (``trials_per_iter``, ``cost_model``, ``rule``, ``seed``, ``progress``,
-        ``ship_to``, ``builder``, ``runner``).
+        ``ship_to``, ``builder``, ``runner``, ``device``, ``cc``).
 
     Returns
     -------
