@@ -45,6 +45,14 @@ def test_a_missing_cross_compiler_is_named():
         compiler_for(target, "no-such-cc")
 
 
+def test_aarch64_code_is_neon_vectorized():
+    """The LRN kernel for a Cortex-A72 computes on 128-bit NEON vectors (4 floats)."""
+    lrn = tvm_lrn.from_torch(torch.nn.LocalResponseNorm(5), (torch.zeros(1, 16, 13, 13),))
+    source = tvm_lrn.compile(lrn, target=AARCH64).source()
+    assert 'target triple = "aarch64' in source
+    assert "<4 x float>" in source and "<8 x float>" not in source
+
+
 def test_a_model_for_another_cpu_is_refused_here(tmp_path):
     model = tvm_lrn.compile(_lrn_model(), target=AARCH64)
     with pytest.raises(RuntimeError, match="compiled for aarch64.*--rpc"):

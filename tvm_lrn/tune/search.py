@@ -210,6 +210,23 @@ def _on_device(opts: SearchOptions, target, cores: int) -> SearchOptions:
     return dataclasses.replace(opts, builder=builder, runner=remote_runner(opts.device))
 
 
+def _stopped(work_dir: str, lost: str | None) -> None:
+    """After a run stopped early: repair the database; raise if the device went away."""
+    dropped = repair_json_database(work_dir)
+    logger.warning(
+        "tuning %s: the database in %s keeps what was measured%s",
+        "stopped" if lost else "interrupted",
+        work_dir,
+        f" ({dropped} torn lines dropped)" if dropped else "",
+    )
+    if lost:
+        raise ConnectionError(
+            f"the device went away during tuning ({lost}); the database in "
+            f"{work_dir} keeps every record measured before: tune again once the device "
+            "is back to go on from there"
+        )
+
+
 def run_search(workloads, target, work_dir: str, trials: int, opts: SearchOptions) -> TuneResult:
     """Tune ``workloads`` for ``target`` into the JSON database in ``work_dir``.
 
@@ -251,19 +268,7 @@ def run_search(workloads, target, work_dir: str, trials: int, opts: SearchOption
         finally:
             progress.close()
     if interrupted:
-        dropped = repair_json_database(work_dir)
-        logger.warning(
-            "tuning %s: the database in %s keeps what was measured%s",
-            "stopped" if sigint.lost else "interrupted",
-            work_dir,
-            f" ({dropped} torn lines dropped)" if dropped else "",
-        )
-    if sigint.lost:
-        raise ConnectionError(
-            f"the device went away during tuning ({sigint.lost}); the database in "
-            f"{work_dir} keeps every record measured before: tune again once the device "
-            "is back to go on from there"
-        )
+        _stopped(work_dir, sigint.lost)
     db, _ = load_database(work_dir)
     for res in results:
         records = best_records(db, res.workload.mod, target)
