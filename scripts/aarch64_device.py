@@ -181,7 +181,6 @@ def setup(root: Path) -> Path:
 
 
 def _start(args) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout's tvm_lrn
     from tvm_lrn.fleet import LocalFleet
 
     wrapper = setup(args.root)
@@ -210,7 +209,6 @@ def _state(path: Path) -> dict:
 
 
 def _stop(args) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tvm_lrn.fleet import stop_pids
 
     state = _state(args.state)
@@ -235,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's tvm_lrn
     args = _parser().parse_args(argv)
     args.root = args.root.expanduser().resolve()
     args.state = (args.state or args.root.parent / f"{args.root.name}.state.json").resolve()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .interop import numpy_dtype
 from .spec import LRNParams
 
 __all__ = ["Comparison", "compare"]
@@ -89,11 +90,7 @@ def compare(
 
 
 def _cast(x, dtype: str):
-    if dtype == "bfloat16":
-        import ml_dtypes
-
-        return x.astype(ml_dtypes.bfloat16)
-    return x.astype(dtype)
+    return x.astype(numpy_dtype(dtype))
 
 
 def _kernel_calls(kernels: dict, x_np, target) -> dict:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["LocalFleet", "free_port", "registered", "stop_pids"]
+__all__ = ["LocalFleet", "free_port", "stop_pids"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -30,14 +30,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
-
-
-def registered(host: str, port: int, key: str) -> int:
-    """How many servers the tracker at ``host:port`` has under ``key`` (free or busy)."""
-    from tvm import rpc
-
-    summary = rpc.connect_tracker(host, port).summary()
-    return sum(1 for s in summary.get("server_info", []) if s.get("key") == f"server:{key}")
 
 
 class LocalFleet:
@@ -107,13 +99,13 @@ class LocalFleet:
             about 12 s).
         """
         command = [python] if isinstance(python, str) else list(python or [sys.executable])
-        before = registered(self.host, self.port, key)
+        before = self.device(key).servers()
         for _ in range(count):
             name = f"{key}-{sum(1 for n, _ in self.processes if n.startswith(key + '-'))}"
             argv = [*command, "-m", "tvm.exec.rpc_server", "--tracker", self.address]
             self._start(name, [*argv, "--key", key], free_port())
         self._wait(
-            lambda: registered(self.host, self.port, key) >= before + count,
+            lambda: self.device(key).servers() >= before + count,
             f"{count} server(s) under key {key!r}",
             timeout,
         )
@@ -182,18 +174,9 @@ def _listening(host: str, port: int) -> bool:
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)  # the server and the workers it forked
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(5.0)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    if proc.poll() is None:
+        stop_pids([proc.pid])
+        proc.wait()  # reap it
 
 
 def stop_pids(pids: list[int]) -> None:

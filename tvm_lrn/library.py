@@ -22,7 +22,7 @@ from tvm.target import Target
 
 from .errors import first_line
 from .model import Model
-from .target import foreign_arch, require_native
+from .target import cpu_triple, foreign_arch, require_native
 
 __all__ = [
     "METADATA_SUFFIX",
@@ -60,8 +60,7 @@ def compiler_for(target: Target | None, cc: str | None = None) -> str | None:
         return cc
     if foreign_arch(target) is None:
         return None
-    cpu = target if target.kind.name in ("llvm", "c") else target.host
-    parts = str(cpu.attrs["mtriple"]).split("-")
+    parts = cpu_triple(target).split("-")
     names = ["-".join(parts)] + (["-".join(parts[:1] + parts[2:])] if len(parts) == 4 else [])
     if parts[0].startswith("arm") and parts[0] != "arm":  # armv7l-...: Debian's arm-...
         names.append("-".join(["arm", *parts[1:]]))

@@ -88,14 +88,9 @@ class RemoteDevice:
     def __str__(self) -> str:
         return f"{self.key!r} at tracker {self.host}:{self.port}"
 
-    def servers(self) -> int:
-        """How many servers the tracker has under the key now (free or busy).
-
-        Raises
-        ------
-        ConnectionError
-            When nothing answers at the tracker's address.
-        """
+    def _tracker(self):
+        """TVM's tracker session, after a quick check that something listens there
+        (``connect_tracker`` itself retries for a minute)."""
         from tvm import rpc
 
         try:
@@ -106,7 +101,17 @@ class RemoteDevice:
                 f"no RPC tracker at {self.host}:{self.port} ({err.strerror or err}); start "
                 "one with python -m tvm.exec.rpc_tracker, or see README 'Deploy to a device'"
             ) from None
-        summary = rpc.connect_tracker(self.host, self.port).summary()
+        return rpc.connect_tracker(self.host, self.port)
+
+    def servers(self, tracker=None) -> int:
+        """How many servers the tracker has under the key now (free or busy).
+
+        Raises
+        ------
+        ConnectionError
+            When nothing answers at the tracker's address.
+        """
+        summary = (tracker or self._tracker()).summary()
         return sum(1 for s in summary["server_info"] if s.get("key") == f"server:{self.key}")
 
     def connect(self):
@@ -118,12 +123,10 @@ class RemoteDevice:
         ConnectionError
             When the tracker is unreachable or has no server under the key.
         """
-        from tvm import rpc
-
-        if self.servers() == 0:  # the tracker would queue the request for ever
+        tracker = self._tracker()
+        if self.servers(tracker) == 0:  # the tracker would queue the request for ever
             raise ConnectionError(f"{NO_SERVER} as device {self}: start an RPC server")
         try:
-            tracker = rpc.connect_tracker(self.host, self.port)
             return tracker.request(self.key, priority=1, session_timeout=self.session_timeout)
         except (RuntimeError, OSError) as err:
             raise ConnectionError(f"no session on device {self}: {first_line(err)}") from None

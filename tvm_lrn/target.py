@@ -8,6 +8,7 @@ import logging
 from tvm.target import Target, codegen
 
 __all__ = [
+    "cpu_triple",
     "foreign_arch",
     "host_target",
     "is_generic_host_cpu",
@@ -106,14 +107,17 @@ def require_device(device, what: str) -> None:
         )
 
 
+def cpu_triple(target: Target | None) -> str:
+    """The ``mtriple`` of ``target``'s CPU code (its host's, for a GPU target); "" where
+    it names none (this machine's)."""
+    cpu = None if target is None else target if target.kind.name in ("llvm", "c") else target.host
+    return str(cpu.attrs.get("mtriple", "") or "") if cpu is not None else ""
+
+
 def foreign_arch(target: Target | None) -> str | None:
     """The CPU architecture ``target``'s host code is for (e.g. ``"aarch64"``), or None
     where it is this machine's."""
-    if target is None:
-        return None
-    cpu = target if target.kind.name in ("llvm", "c") else target.host
-    triple = str(cpu.attrs.get("mtriple", "") or "") if cpu is not None else ""
-    arch = triple.split("-")[0]
+    arch = cpu_triple(target).split("-")[0]
     host = str(codegen.llvm_get_system_triple()).split("-")[0]
     return arch if arch and arch != host else None
 

@@ -22,6 +22,7 @@ import numpy as np
 import tvm
 
 from ..errors import first_line
+from ..interop import numpy_dtype
 from ..transform import FuseLRN
 
 __all__ = [
@@ -38,9 +39,7 @@ _NARROW_DTYPES = ("float16", "bfloat16", "float32")
 
 
 def _round_to(value: float, dtype: str) -> float:
-    import ml_dtypes
-
-    np_dtype = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+    np_dtype = numpy_dtype(dtype)
     with np.errstate(over="ignore"):
         return float(np.asarray(value, dtype=np.float64).astype(np_dtype).astype(np.float64))
 
