@@ -132,9 +132,17 @@ def test_cli_compile_and_run_on_aarch64(fleet, alexnet, tmp_path):
     assert error < float32_bound(net, x)
 
 
+def _server_logs(fleet, key: str) -> list[str]:
+    return [p.read_text(errors="replace") for p in fleet.log_dir.glob(f"{key}-*.log")]
+
+
 def _servers_that_measured(fleet, key: str) -> int:
-    logs = [p for p in fleet.log_dir.glob(f"{key}-*.log")]
-    return sum("candidate.so" in p.read_text(errors="replace") for p in logs)
+    return sum("candidate.so" in log for log in _server_logs(fleet, key))
+
+
+def _loads(fleet, key: str) -> int:
+    """Tuning candidates loaded by the servers of ``key`` so far."""
+    return sum(log.count("load_module") for log in _server_logs(fleet, key))
 
 
 def test_tuning_through_the_tracker(fleet, tmp_path):
@@ -161,6 +169,20 @@ def test_tuning_through_the_tracker(fleet, tmp_path):
         model = tvm_lrn.compile(mod, target=TARGETS[key], database=folder)
         assert model.schedule_sources == {"lrn": f"database:{folder}"}
     assert _servers_that_measured(fleet, "x86") == 2
+
+
+def test_cli_tune_on_the_device_the_environment_names(fleet, tmp_path, monkeypatch):
+    from tvm_lrn.cli import main
+
+    monkeypatch.setenv("TVM_TRACKER_HOST", fleet.host)
+    monkeypatch.setenv("TVM_TRACKER_PORT", str(fleet.port))
+    monkeypatch.setenv("TVM_TRACKER_KEY", "x86")
+    before = _loads(fleet, "x86")
+    argv = ["tune", "--shape", "1,16,13,13", "--trials", "2", "--trials-per-iter", "2"]
+    assert main([*argv, "--cost-model", "random", "--no-progress", "-o", str(tmp_path)]) == 0
+    database, _ = load_database(tmp_path)
+    assert len(database) >= 2  # the baseline and the trials
+    assert _loads(fleet, "x86") >= before + 2  # each measured by an x86 server
 
 
 def test_device_that_drops_mid_tuning(fleet, tmp_path):
