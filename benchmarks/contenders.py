@@ -25,6 +25,7 @@ from contenders_user import (
     make_compiled_out,
     make_compiled_torch,
     make_run_numpy,
+    make_two_outputs,
 )
 from tvm_kernels import tvm_lrn_version, tvm_version
 
@@ -103,6 +104,14 @@ CONTENDERS: dict[str, Contender] = {
             make_run_numpy,
             tvm_lrn_version,
             what="tvm_lrn.run on a numpy array, output returned",
+        ),
+        Contender(
+            "two_outputs",
+            "kernel, 2 outputs",
+            "lrn",
+            make_two_outputs,
+            tvm_lrn_version,
+            what="tvm_lrn's kernel into two preallocated outputs in turn (fresh-output floor)",
         ),
         Contender(
             "topi",

@@ -16,7 +16,13 @@ from __future__ import annotations
 import numpy as np
 from contender import Bench, LRNArgs, Unsupported
 
-__all__ = ["make_compiled_numpy", "make_compiled_out", "make_compiled_torch", "make_run_numpy"]
+__all__ = [
+    "make_compiled_numpy",
+    "make_compiled_out",
+    "make_compiled_torch",
+    "make_run_numpy",
+    "make_two_outputs",
+]
 
 
 def _user_array(x: np.ndarray) -> np.ndarray:
@@ -44,20 +50,31 @@ def _compiled_model(x: np.ndarray, lrn: LRNArgs, device: str):
     return tvm_lrn.compile(bb.get(), "host")
 
 
-def _paired_kernel(x: np.ndarray, lrn: LRNArgs, device: str, last: dict):
-    """The ``tvm_lrn`` row's kernel on the user's array ``x`` into a preallocated output,
-    which it leaves in ``last["y"]`` (so the driver checks its output too)."""
-    import tvm
+def _kernel_on(x: np.ndarray, lrn: LRNArgs, device: str):
+    """The ``tvm_lrn`` row's kernel and ``x`` as the TVM tensor it reads."""
     import tvm_ffi
-    from contender import aligned_copy
     from contenders_tvm import rule_scheduled
     from tvm_kernels import compile_kernel, legalized_lrn_primfunc
 
     func = legalized_lrn_primfunc(x.shape, x.dtype.name, lrn, device)
-    kernel = compile_kernel(rule_scheduled(func, device), device)  # the tvm_lrn row's
-    y = aligned_copy(np.zeros_like(x))
-    xt = tvm_ffi.from_dlpack(x, require_alignment=x.itemsize)  # element-aligned kernels
-    yt = tvm.runtime.from_dlpack(y)
+    kernel = compile_kernel(rule_scheduled(func, device), device)
+    return kernel, tvm_ffi.from_dlpack(x, require_alignment=x.itemsize)  # element-aligned
+
+
+def _outputs(x: np.ndarray, count: int) -> list:
+    """``count`` preallocated outputs like ``x``, each with its TVM tensor."""
+    import tvm
+    from contender import aligned_copy
+
+    ys = [aligned_copy(np.zeros_like(x)) for _ in range(count)]
+    return [(y, tvm.runtime.from_dlpack(y)) for y in ys]
+
+
+def _paired_kernel(x: np.ndarray, lrn: LRNArgs, device: str, last: dict):
+    """The ``tvm_lrn`` row's kernel on the user's array ``x`` into a preallocated output,
+    which it leaves in ``last["y"]`` (so the driver checks its output too)."""
+    kernel, xt = _kernel_on(x, lrn, device)
+    [(y, yt)] = _outputs(x, 1)
 
     def paired():
         kernel(xt, yt)
@@ -120,4 +137,25 @@ def make_run_numpy(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
     bench = _returning(lrn_call, _user_array(x), lrn, device)
     bench.call()  # compile here, in the preparation phase
     bench.note = "numpy in, numpy out"
+    return bench
+
+
+def make_two_outputs(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
+    """The ``tvm_lrn`` row's kernel writing alternately into two preallocated outputs:
+    what any call that returns new memory while the caller holds the last result (as
+    ``y = compiled(x)`` in a loop does) costs in cache, with no calling machinery."""
+    if device != "cpu":
+        raise Unsupported("the user paths are measured on the CPU")
+    user = _user_array(x)
+    kernel, xt = _kernel_on(user, lrn, device)
+    outputs, last = _outputs(user, 2), {}
+
+    def call():
+        y, yt = outputs[0]
+        kernel(xt, yt)
+        last["y"] = y
+        outputs.reverse()
+
+    bench = Bench(call, lambda: last["y"], paired=_paired_kernel(user, lrn, device, last))
+    bench.note = "kernel alone, two outputs in turn: the floor of returning fresh memory"
     return bench

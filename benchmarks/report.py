@@ -79,6 +79,7 @@ RATIO_COLUMNS = (
     "compiled_torch_over_kernel",
     "compiled_out_over_kernel",
     "run_numpy_over_kernel",
+    "two_outputs_over_kernel",
     # the same ratios from the minimum times (noise only adds time, but one lucky repeat
     # decides a minimum: neither statistic is steady on a shared machine)
     "speedup_vs_torch_compile_min",
@@ -87,7 +88,7 @@ RATIO_COLUMNS = (
 )
 
 #: The contenders that call tvm_lrn as users do (``contenders_user.py``).
-USER_PATHS = ("compiled_numpy", "compiled_torch", "compiled_out", "run_numpy")
+USER_PATHS = ("compiled_numpy", "compiled_torch", "compiled_out", "run_numpy", "two_outputs")
 
 #: Where the results are written by default.
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -15,6 +15,7 @@ __all__ = [
     "InputError",
     "borrow",
     "element_alignment",
+    "from_tvm",
     "input_dtype",
     "is_torch",
     "numpy_dtype",
@@ -166,3 +167,31 @@ def borrow(x, device, alignment: int | None = TVM_ALIGNMENT) -> tvm.runtime.Tens
         return tvm.runtime.from_dlpack(x.clone())
     # through torch's memory, not numpy's: numpy has no bfloat16
     return tvm.runtime.from_dlpack(x.cpu().clone()).copyto(device)
+
+
+def from_tvm(out, kind: str):
+    """A function's result as the caller gave its inputs: ``kind`` is ``"numpy"``,
+    ``"torch"`` or ``"tvm"``; tuples element by element."""
+    if isinstance(out, tvm.runtime.Tensor):
+        if kind == "torch":
+            import torch
+
+            return torch.from_dlpack(out)
+        if kind == "numpy":
+            return _numpy_view(out)
+        return out
+    if isinstance(out, list | tuple | tvm.ir.Array):
+        return tuple(from_tvm(o, kind) for o in out)
+    return out
+
+
+def _numpy_view(out: tvm.runtime.Tensor) -> np.ndarray:
+    """``out`` as numpy without a copy where numpy can view it (a CPU tensor of a numpy
+    dtype). The VM's pooled allocator then gets the memory back when the caller drops the
+    array, so the next call reuses it instead of faulting in fresh pages."""
+    if on_host(out.device):
+        try:
+            return np.from_dlpack(out)
+        except (TypeError, BufferError, RuntimeError, ValueError):
+            pass  # bfloat16 has no numpy DLPack dtype
+    return out.numpy()

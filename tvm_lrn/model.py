@@ -13,11 +13,12 @@ from .interop import (
     InputError,
     borrow,
     element_alignment,
+    from_tvm,
     is_torch,
-    on_host,
     plain_cpu_tensor,
     try_borrow,
 )
+from .output_pool import OutputPool
 from .signature import check_call, destination_name, static_signatures
 from .target import require_device, require_native
 
@@ -131,6 +132,7 @@ class Model:
             self._static = static_signatures(self.signatures)
         main = self._static.get("main", ())
         self._single_array = main[0] if len(main) == 1 else None
+        self._pool = None  # main's OutputPool once looked for; False where there is none
 
     @property
     def vm(self) -> relax.VirtualMachine:
@@ -145,32 +147,35 @@ class Model:
     def __call__(self, *args, out=None):
         """Run ``main`` on ``args`` (numpy arrays, torch tensors or TVM tensors), into
         ``out`` where one is given (see :meth:`call`)."""
-        single = self._single_array  # the commonest call, inlined (see _fast_path)
-        if out is not None and single is not None and len(args) == 1:
-            into = self._numpy_into(args[0], out)
-            if into is not None:
-                return into
-        elif single is not None and len(args) == 1:
+        single = self._single_array  # the commonest calls, inlined (see _fast_path)
+        if single is not None and len(args) == 1:
             a = args[0]
+            pool = self._pool if self._pool is not None else self._output_pool()
             if type(a) is np.ndarray and a.dtype is single[0] and a.shape == single[1]:
                 flags = a.flags
-                if flags.c_contiguous and flags.aligned and flags.writeable:
-                    function = self._functions.get("main") or self._function("main")
-                    try:
-                        out = function(a)
-                    except BufferError:
-                        pass  # a dtype DLPack lacks (bfloat16): the general path copies
-                    else:
-                        return _from_tvm(out, "numpy")
-            elif plain_cpu_tensor(a, single[2], single[1]) and a.is_contiguous():
-                function = self._functions.get("main") or self._function("main")
-                try:
-                    out = function(a)  # TVM's FFI gives a torch tensor back for a torch one
-                except BufferError:
-                    pass  # a dtype torch's DLPack lacks (bfloat16): the general path copies
-                else:
-                    return _from_tvm(out, "torch")
+                if not (flags.c_contiguous and flags.aligned and flags.writeable):
+                    pass  # the general path borrows or copies it
+                elif out is None:
+                    result = pool.numpy(a) if pool else self._vm_main(a, "numpy")
+                    if result is not None:
+                        return result
+                elif pool and pool.fits(out) and not np.may_share_memory(a, out):
+                    pool.kernel(a, out)
+                    return out
+            elif out is None and plain_cpu_tensor(a, single[2], single[1]) and a.is_contiguous():
+                result = pool.torch(a) if pool else self._vm_main(a, "torch")
+                if result is not None:
+                    return result
         return self.call("main", *args, out=out)
+
+    def _vm_main(self, a, kind: str):
+        """``main(a)`` through the VM, for an input the fast path takes; None for a dtype
+        DLPack lacks (bfloat16), which the general path copies."""
+        function = self._functions.get("main") or self._function("main")
+        try:
+            return from_tvm(function(a), kind)  # TVM's FFI gives torch back for torch
+        except BufferError:
+            return None
 
     def call(self, name: str, *args, out=None):
         """Run the Relax function ``name`` on ``args``; see :meth:`__call__`.
@@ -205,7 +210,7 @@ class Model:
             except BufferError:
                 pass  # a dtype torch's DLPack lacks (bfloat16): the general path copies
             else:
-                return _from_tvm(out, kind)
+                return from_tvm(out, kind)
         check_call(name, self.signatures.get(name), args)
         kind = "tvm"
         for a in args:
@@ -215,7 +220,7 @@ class Model:
             elif kind == "tvm" and isinstance(a, np.ndarray | np.generic):
                 kind = "numpy"
         out = function(*[self._to_tvm(a) for a in args])
-        return _from_tvm(out, kind)
+        return from_tvm(out, kind)
 
     def _call_into(self, name: str, args: tuple, out):
         """:meth:`call` with ``out``: the function's destination-passing twin writes into
@@ -233,7 +238,7 @@ class Model:
         else:
             *borrowed, dest = borrowed
         if dest is None:  # numpy memory DLPack cannot describe: computed, then copied
-            np.copyto(out, _from_tvm(self._function(name)(*borrowed), "numpy"))
+            np.copyto(out, from_tvm(self._function(name)(*borrowed), "numpy"))
             return out
         _refuse_overlap(name, borrowed, dest)
         variant = self._twin(name)
@@ -308,20 +313,17 @@ class Model:
                 return None
         return kind
 
-    def _numpy_into(self, a, out):
-        """``out`` after ``main``'s twin wrote ``a``'s result into it, where both are numpy
-        arrays it takes as they are (:meth:`_fast_path`) that share no memory; else None:
-        :meth:`_call_into` says why or copies."""
-        if self._fast_path(_MAIN_TWIN, (a, out)) != "numpy" or np.may_share_memory(a, out):
-            return None
-        twin = self._twin("main")
-        if twin is None:
-            return None
-        try:
-            twin(a, out)
-        except BufferError:
-            return None  # a dtype DLPack lacks (bfloat16)
-        return out
+    def _output_pool(self):
+        """The :class:`OutputPool` that ``main``'s lone kernel writes fresh outputs into,
+        past the VM; False where ``main`` is no lone kernel of static shapes and a dtype
+        DLPack has (looked for once)."""
+        self.vm  # noqa: B018 (refuses a model for another CPU, as every call does)
+        kernel = self._lone_kernel("main")
+        result = self._static.get(_MAIN_TWIN, ((),))[-1]
+        self._pool = False
+        if kernel is not None and len(result) == 3 and result[0].name != "bfloat16":
+            self._pool = OutputPool(kernel, result[0], result[1])
+        return self._pool
 
     def _twin(self, name: str):
         """What writes ``name``'s result into its last argument: the lone kernel, else the
@@ -422,29 +424,3 @@ def _default_device(target, executable):
     if "metal" in kinds:
         return tvm.metal(0)
     return tvm.cpu(0)
-
-
-def _from_tvm(out, kind: str):
-    if isinstance(out, tvm.runtime.Tensor):
-        if kind == "torch":
-            import torch
-
-            return torch.from_dlpack(out)
-        if kind == "numpy":
-            return _numpy_view(out)
-        return out
-    if isinstance(out, list | tuple | tvm.ir.Array):
-        return tuple(_from_tvm(o, kind) for o in out)
-    return out
-
-
-def _numpy_view(out: tvm.runtime.Tensor) -> np.ndarray:
-    """``out`` as numpy without a copy where numpy can view it (a CPU tensor of a numpy
-    dtype). The VM's pooled allocator then gets the memory back when the caller drops the
-    array, so the next call reuses it instead of faulting in fresh pages."""
-    if on_host(out.device):
-        try:
-            return np.from_dlpack(out)
-        except (TypeError, BufferError, RuntimeError, ValueError):
-            pass  # bfloat16 has no numpy DLPack dtype
-    return out.numpy()

@@ -1,0 +1,91 @@
+"""Fresh outputs for ``compiled(x)`` without the Relax VM: :class:`OutputPool`.
+
+A model whose ``main`` is one kernel of its one input (:mod:`tvm_lrn.destination`'s
+lone kernels) returns, on every call, a new array that the caller owns. The VM would
+allocate it from its pool and hand it over through DLPack; at kernel speed that
+machinery (the VM call, two DLPack hand-overs, the Python around them, all of it run
+on caches the kernel has just flushed) costs as much as a fifth of a small kernel.
+The pool instead keeps a few numpy arrays of the output's shape, each with its TVM
+view made once, and calls the kernel straight into one the caller no longer holds.
+
+Whether the caller still holds an array is its reference count: anything that can
+reach its memory (a numpy view, a memoryview, ``np.from_dlpack``, a torch tensor made
+by ``torch.from_numpy``) holds a reference to it. Taking an array binds it first and
+then checks the count, so two threads can never take the same one (each sees the
+other's reference and allocates anew).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import tvm_ffi
+
+__all__ = ["OutputPool"]
+
+
+class OutputPool:
+    """Output arrays of one dtype and shape that ``kernel(x, out)`` writes, reused once
+    their caller has dropped them.
+
+    Parameters
+    ----------
+    kernel : tvm_ffi.Function
+        A CPU kernel taking the input, then the output, whose buffer parameters need
+        one element's alignment (:data:`tvm_lrn.lower.TIR_PIPELINE`).
+    dtype : numpy.dtype
+        The output's dtype (one DLPack has).
+    shape : tuple of int
+        The output's shape.
+    capacity : int
+        Arrays kept at most: with more outputs alive at once, the others are new
+        arrays that are not kept.
+    """
+
+    def __init__(self, kernel, dtype: np.dtype, shape: tuple, capacity: int = 4):
+        self.kernel = kernel
+        self.dtype = dtype
+        self.shape = shape
+        self.capacity = capacity
+        self._arrays = []  # (array, its TVM view, its reference count when free)
+        self._from_numpy = None  # torch.from_numpy, once a torch input came
+
+    def _take(self):
+        """An array nobody else holds and its TVM view (the caller binds both)."""
+        for entry in self._arrays:
+            array, view, free = entry
+            if sys.getrefcount(array) == free:  # held by the pool, the view and here
+                return array, view
+        array = np.empty(self.shape, self.dtype)
+        view = tvm_ffi.from_dlpack(array, require_alignment=array.itemsize)
+        if len(self._arrays) < self.capacity:
+            holders = sys.getrefcount(array)  # this binding, the view's owner, the argument
+            self._arrays.append((array, view, holders + 1))  # and the entry, when free
+        return array, view
+
+    def fits(self, out) -> bool:
+        """Whether the kernel can write into ``out`` as it is: a writable, aligned,
+        C-contiguous numpy array of the output's dtype and shape."""
+        if type(out) is not np.ndarray or out.dtype is not self.dtype or out.shape != self.shape:
+            return False
+        flags = out.flags
+        return flags.c_contiguous and flags.aligned and flags.writeable
+
+    def numpy(self, x) -> np.ndarray:
+        """``kernel(x)`` into an array the caller owns."""
+        array, view = self._take()
+        self.kernel(x, view)
+        return array
+
+    def torch(self, x):
+        """``kernel(x)`` into a torch tensor the caller owns (over a pooled array)."""
+        array, view = self._take()
+        self.kernel(x, view)
+        return (self._from_numpy or self._torch_from_numpy())(array)
+
+    def _torch_from_numpy(self):
+        import torch
+
+        self._from_numpy = torch.from_numpy  # its storage holds the array: views count
+        return self._from_numpy
