@@ -8,10 +8,11 @@
     python benchmarks/models.py --networks alexnet --batches 1 --threads 1
     python benchmarks/models.py --contenders torch,tvm_lrn --no-readme
 
-Each thread count runs in its own process (``TVM_NUM_THREADS`` is read when TVM's thread
-pool starts). Per network and batch every contender is prepared (compiled), its output
-checked against the network run by torch in float64 (``max|y - truth| / max|truth|``);
-then all are timed together, interleaved: two untimed calls each, then rounds of one call
+Each thread count runs in its own processes (``TVM_NUM_THREADS`` is read when TVM's
+thread pool starts), one per group of :data:`PROCESS_GROUPS`. Per network and batch every
+contender is prepared (compiled), its output checked against the network run by torch in
+float64 (``max|y - truth| / max|truth|``); then those of a group are timed together,
+interleaved: two untimed calls each, then rounds of one call
 of each contender (a 50 ms pause before each call, so that no other contender's
 spinning threads are left running), each until ``--repeats`` calls or ``--budget-s``
 seconds of its own calls (at least three); the CSV keeps the median and the minimum.
@@ -49,6 +50,13 @@ CONTENDERS = (
     "tvm_lrn_untuned",
     "tvm_lrn",
     "tvm_lrn_backend",
+)
+#: Contenders timed together, interleaved, in one process. The inductor pair has a
+#: process of its own: with ONNX Runtime's and TVM's thread pools in the same process,
+#: inductor's and the backend's 2-thread calls ran up to 1.5x slower than alone.
+PROCESS_GROUPS = (
+    ("torch", "ort", "tvm_import", "tvm_lrn_untuned", "tvm_lrn"),
+    ("torch_compile", "tvm_lrn_backend"),
 )
 COLUMNS = (
     "op contender shape dtype target threads median_ms min_ms gbps max_rel_err version "
@@ -200,21 +208,32 @@ def _worker(args) -> None:
 
 
 def _run_threads(args) -> list[dict]:
+    """Every thread count and process group in a worker of its own; the rows in the
+    order of networks, batches, threads and :data:`CONTENDERS`."""
     rows = []
     for threads in args.threads_list:
         env = {**os.environ, "TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-        cmd = [sys.executable, __file__, "--worker", "--threads", str(threads)]
-        cmd += [
-            "--networks",
-            ",".join(args.networks),
-            "--batches",
-            ",".join(map(str, args.batches)),
-        ]
-        cmd += ["--contenders", ",".join(args.contenders), "--budget-s", str(args.budget_s)]
-        cmd += ["--repeats", str(args.repeats)]
-        out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
-        rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return rows
+        for group in PROCESS_GROUPS:
+            contenders = [c for c in args.contenders if c in group]
+            if not contenders:
+                continue
+            cmd = [sys.executable, __file__, "--worker", "--threads", str(threads)]
+            cmd += ["--networks", ",".join(args.networks)]
+            cmd += ["--batches", ",".join(map(str, args.batches))]
+            cmd += ["--contenders", ",".join(contenders), "--budget-s", str(args.budget_s)]
+            cmd += ["--repeats", str(args.repeats)]
+            run = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True)
+            rows += [json.loads(line) for line in run.stdout.splitlines() if line[:1] == "{"]
+    order = {name: i for i, name in enumerate(args.networks)}
+    return sorted(
+        rows,
+        key=lambda r: (
+            order[r["op"]],
+            int(r["shape"].split("x")[0]),
+            r["threads"],
+            CONTENDERS.index(r["contender"]),
+        ),
+    )
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:

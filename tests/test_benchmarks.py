@@ -200,17 +200,19 @@ def test_a_waiting_worker_is_stopped(bench, tmp_path):
 
 def test_models_benchmark_tiny_run(tmp_path):
     """benchmarks/models.py end to end on one network: rows checked against float64
-    torch, the ratio table, the plot."""
+    torch, the ratio table, the plot; inductor's row from its own process, merged in
+    the contenders' order."""
     import subprocess
 
     out = tmp_path / "models.csv"
     cmd = [sys.executable, str(BENCH / "models.py"), "--networks", "caffenet"]
-    cmd += ["--batches", "1", "--threads", "1", "--contenders", "torch,tvm_lrn_untuned"]
+    cmd += ["--batches", "1", "--threads", "1"]
+    cmd += ["--contenders", "tvm_lrn_untuned,torch_compile,torch"]
     cmd += ["--budget-s", "0", "--repeats", "3", "--csv", str(out)]
     cmd += ["--plot", str(tmp_path / "models.png"), "--no-readme"]
     table = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
     rows = list(csv.DictReader(out.open()))
-    assert [r["contender"] for r in rows] == ["torch", "tvm_lrn_untuned"]
+    assert [r["contender"] for r in rows] == ["torch", "torch_compile", "tvm_lrn_untuned"]
     for row in rows:
         assert row["check"] == "ok" and float(row["max_rel_err"]) < 1e-5
         assert row["shape"] == "1x3x227x227" and int(row["repeats"]) == 3

@@ -7,7 +7,9 @@ past the pool's capacity (tvm_lrn.output_pool)."""
 from __future__ import annotations
 
 import threading
+import weakref
 
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,7 @@ from accuracy import check_against_exact
 from tvm import relax
 
 import tvm_lrn
-from tvm_lrn import reference
+from tvm_lrn import InputError, reference
 from tvm_lrn.output_pool import OutputPool
 from tvm_lrn.spec import canonicalize
 
@@ -105,7 +107,7 @@ def test_calls_from_several_threads_get_their_own_outputs(model):
             for _ in range(40):
                 y = model(x)
                 _check(y, x)
-        except AssertionError as err:  # reported by the main thread
+        except Exception as err:  # noqa: BLE001 (reported by the main thread)
             errors.append(err)
 
     threads = [threading.Thread(target=work, args=(x,)) for x in xs]
@@ -126,5 +128,37 @@ def test_pool_keeps_no_more_than_its_capacity():
     assert [list(y) for y in held] == [[i, i + 1, i + 2] for i in range(5)]
     assert len({y.ctypes.data for y in held}) == 5
     kept = {y.ctypes.data for y in held[:2]}
+    alive = [weakref.ref(y) for y in held]
     del held
+    assert [ref() is not None for ref in alive] == [True, True, False, False, False]
     assert {pool.numpy(x).ctypes.data for _ in range(2)} <= kept
+
+
+def test_a_bfloat16_input_of_a_one_kernel_model_is_copied_not_refused():
+    x = relax.Var("x", relax.TensorType((2, 3), "bfloat16"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.astype(x, "float32"))
+        bb.emit_func_output(out)
+    model = tvm_lrn.compile(bb.get(), "llvm")
+    a = (np.arange(6, dtype=np.float32).reshape(2, 3) / 4).astype(ml_dtypes.bfloat16)
+    for _ in range(2):
+        y = model(a)
+        assert y.dtype == np.float32
+        assert np.array_equal(y, a.astype(np.float32))
+
+
+def test_torch_inputs_the_kernel_refuses_take_the_general_path(model):
+    x = _inputs(model.signatures["main"][0]["dtype"], 1)[0]
+    t = torch.from_numpy(x)
+    for layout in (t.contiguous(memory_format=torch.channels_last), t.mT.contiguous().mT):
+        assert not layout.is_contiguous()
+        _check(model(layout), x)  # copied, then computed
+    other = t.float() if t.dtype == torch.float64 else t.double()
+    with pytest.raises(InputError, match="expected dtype"):
+        model(other)
+    with pytest.raises(InputError, match="meta"):
+        model(torch.empty(SHAPE, dtype=t.dtype, device="meta"))
+    with pytest.raises(InputError, match=r"expected shape"):
+        model(t[:1])

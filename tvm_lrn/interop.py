@@ -170,8 +170,21 @@ def borrow(x, device, alignment: int | None = TVM_ALIGNMENT) -> tvm.runtime.Tens
 
 
 def from_tvm(out, kind: str):
-    """A function's result as the caller gave its inputs: ``kind`` is ``"numpy"``,
-    ``"torch"`` or ``"tvm"``; tuples element by element."""
+    """A function's result in the kind of array its caller gave.
+
+    Parameters
+    ----------
+    out : tvm.runtime.Tensor, tuple or other
+        What a Relax function returned; tuples are converted element by element, other
+        values (shapes, scalars) returned as they are.
+    kind : str
+        ``"numpy"`` (a zero-copy view where numpy has the dtype), ``"torch"`` (through
+        DLPack) or ``"tvm"`` (unchanged).
+
+    Returns
+    -------
+    numpy.ndarray, torch.Tensor, tvm.runtime.Tensor or tuple
+    """
     if isinstance(out, tvm.runtime.Tensor):
         if kind == "torch":
             import torch

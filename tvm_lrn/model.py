@@ -162,6 +162,11 @@ class Model:
                 elif pool and pool.fits(out) and not np.may_share_memory(a, out):
                     pool.kernel(a, out)
                     return out
+            elif out is None and pool and type(a) is pool.tensor_type and not a.requires_grad:
+                try:
+                    return pool.torch(a)  # the kernel checks dtype, shape, layout, device
+                except (TypeError, ValueError, RuntimeError):
+                    pass  # the general path says why, or copies it
             elif out is None and plain_cpu_tensor(a, single[2], single[1]) and a.is_contiguous():
                 result = pool.torch(a) if pool else self._vm_main(a, "torch")
                 if result is not None:
@@ -320,8 +325,9 @@ class Model:
         self.vm  # noqa: B018 (refuses a model for another CPU, as every call does)
         kernel = self._lone_kernel("main")
         result = self._static.get(_MAIN_TWIN, ((),))[-1]
+        dtypes = {self._single_array[0].name, result[0].name if result else "bfloat16"}
         self._pool = False
-        if kernel is not None and len(result) == 3 and result[0].name != "bfloat16":
+        if kernel is not None and "bfloat16" not in dtypes:  # DLPack has no bfloat16
             self._pool = OutputPool(kernel, result[0], result[1])
         return self._pool
 

@@ -49,7 +49,10 @@ class OutputPool:
         self.shape = shape
         self.capacity = capacity
         self._arrays = []  # (array, its TVM view, its reference count when free)
-        self._from_numpy = None  # torch.from_numpy, once a torch input came
+        torch = sys.modules.get("torch")  # not imported here: no torch input yet
+        #: ``torch.Tensor`` where torch was imported when the pool was made, else None
+        self.tensor_type = None if torch is None else torch.Tensor
+        self._from_numpy = None if torch is None else torch.from_numpy
 
     def _take(self):
         """An array nobody else holds and its TVM view (the caller binds both)."""
@@ -73,13 +76,27 @@ class OutputPool:
         return flags.c_contiguous and flags.aligned and flags.writeable
 
     def numpy(self, x) -> np.ndarray:
-        """``kernel(x)`` into an array the caller owns."""
+        """``kernel(x)`` into an array the caller owns.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or torch.Tensor
+            The kernel's input, as the kernel takes it (checked by the caller).
+
+        Returns
+        -------
+        numpy.ndarray
+            A pooled array nobody else held, or a new one; the pool keeps a reference
+            to it (a weak reference to it does not die with the caller's).
+        """
         array, view = self._take()
         self.kernel(x, view)
         return array
 
     def torch(self, x):
-        """``kernel(x)`` into a torch tensor the caller owns (over a pooled array)."""
+        """``kernel(x)`` into a torch tensor the caller owns: ``torch.from_numpy`` of
+        what :meth:`numpy` would return, whose storage (shared by every view of the
+        tensor) holds that array."""
         array, view = self._take()
         self.kernel(x, view)
         return (self._from_numpy or self._torch_from_numpy())(array)
@@ -87,5 +104,5 @@ class OutputPool:
     def _torch_from_numpy(self):
         import torch
 
-        self._from_numpy = torch.from_numpy  # its storage holds the array: views count
+        self._from_numpy = torch.from_numpy
         return self._from_numpy
