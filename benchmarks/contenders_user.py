@@ -31,6 +31,11 @@ def _user_array(x: np.ndarray) -> np.ndarray:
     return np.array(x, copy=True)
 
 
+def _on_the_cpu(device: str) -> None:
+    if device != "cpu":
+        raise Unsupported("the user paths are measured on the CPU")
+
+
 def _compiled_model(x: np.ndarray, lrn: LRNArgs, device: str):
     """``tvm_lrn.compile`` of a Relax ``main(x)`` of one LRN (the model ``from_torch``
     gives for ``nn.LocalResponseNorm``, built for every dtype, float16 included)."""
@@ -38,8 +43,7 @@ def _compiled_model(x: np.ndarray, lrn: LRNArgs, device: str):
 
     import tvm_lrn
 
-    if device != "cpu":
-        raise Unsupported("the user paths are measured on the CPU")
+    _on_the_cpu(device)
     bb = relax.BlockBuilder()
     data = relax.Var("x", relax.TensorType(x.shape, x.dtype.name))
     with bb.function("main", [data]):
@@ -128,8 +132,7 @@ def make_run_numpy(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
     first call, which compiles for the shape, is the benchmark's untimed warm-up)."""
     import tvm_lrn
 
-    if device != "cpu":
-        raise Unsupported("the user paths are measured on the CPU")
+    _on_the_cpu(device)
 
     def lrn_call(a):
         return tvm_lrn.run(a, size=lrn.size, alpha=lrn.alpha, beta=lrn.beta, bias=lrn.k)
@@ -144,8 +147,7 @@ def make_two_outputs(x, lrn: LRNArgs, threads: int, device: str) -> Bench:
     """The ``tvm_lrn`` row's kernel writing alternately into two preallocated outputs:
     what any call that returns new memory while the caller holds the last result (as
     ``y = compiled(x)`` in a loop does) costs in cache, with no calling machinery."""
-    if device != "cpu":
-        raise Unsupported("the user paths are measured on the CPU")
+    _on_the_cpu(device)
     user = _user_array(x)
     kernel, xt = _kernel_on(user, lrn, device)
     outputs, last = _outputs(user, 2), {}

@@ -21,6 +21,7 @@ __all__ = [
     "numpy_dtype",
     "on_host",
     "plain_cpu_tensor",
+    "plain_numpy_array",
     "try_borrow",
 ]
 
@@ -113,6 +114,15 @@ def plain_cpu_tensor(t, dtype: str, shape: tuple) -> bool:
         and t.is_cpu
         and not (t.requires_grad and torch.is_grad_enabled())
     )
+
+
+def plain_numpy_array(a, dtype: np.dtype, shape: tuple) -> bool:
+    """Whether ``a`` is a writable, aligned, C-contiguous numpy array of exactly ``dtype``
+    and ``shape`` (what a compiled model's fast path hands to a kernel as it is)."""
+    if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape:
+        return False
+    flags = a.flags
+    return flags.c_contiguous and flags.aligned and flags.writeable
 
 
 def element_alignment(device) -> int | None:

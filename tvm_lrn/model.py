@@ -16,6 +16,7 @@ from .interop import (
     from_tvm,
     is_torch,
     plain_cpu_tensor,
+    plain_numpy_array,
     try_borrow,
 )
 from .output_pool import OutputPool
@@ -159,9 +160,10 @@ class Model:
                     result = pool.numpy(a) if pool else self._vm_main(a, "numpy")
                     if result is not None:
                         return result
-                elif pool and pool.fits(out) and not np.may_share_memory(a, out):
-                    pool.kernel(a, out)
-                    return out
+                elif pool and plain_numpy_array(out, pool.dtype, pool.shape):
+                    if not np.may_share_memory(a, out):  # the general path refuses it
+                        pool.kernel(a, out)
+                        return out
             elif out is None and pool and type(a) is pool.tensor_type and not a.requires_grad:
                 try:
                     return pool.torch(a)  # the kernel checks dtype, shape, layout, device
@@ -309,10 +311,7 @@ class Model:
         kind = "numpy" if type(args[0]) is np.ndarray else "torch"
         for a, (dtype, shape, name) in zip(args, expected, strict=True):
             if kind == "numpy":
-                if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape:
-                    return None
-                flags = a.flags
-                if not (flags.c_contiguous and flags.aligned and flags.writeable):
+                if not plain_numpy_array(a, dtype, shape):
                     return None
             elif not (plain_cpu_tensor(a, name, shape) and a.is_contiguous()):
                 return None
@@ -324,11 +323,12 @@ class Model:
         DLPack has (looked for once)."""
         self.vm  # noqa: B018 (refuses a model for another CPU, as every call does)
         kernel = self._lone_kernel("main")
-        result = self._static.get(_MAIN_TWIN, ((),))[-1]
-        dtypes = {self._single_array[0].name, result[0].name if result else "bfloat16"}
+        twin = self._static.get(_MAIN_TWIN)
         self._pool = False
-        if kernel is not None and "bfloat16" not in dtypes:  # DLPack has no bfloat16
-            self._pool = OutputPool(kernel, result[0], result[1])
+        if kernel is not None and twin is not None:
+            dtype, shape, name = twin[-1]  # the destination: main's result
+            if "bfloat16" not in (name, self._single_array[2]):  # DLPack has no bfloat16
+                self._pool = OutputPool(kernel, dtype, shape)
         return self._pool
 
     def _twin(self, name: str):

@@ -49,10 +49,15 @@ class OutputPool:
         self.shape = shape
         self.capacity = capacity
         self._arrays = []  # (array, its TVM view, its reference count when free)
-        torch = sys.modules.get("torch")  # not imported here: no torch input yet
-        #: ``torch.Tensor`` where torch was imported when the pool was made, else None
-        self.tensor_type = None if torch is None else torch.Tensor
-        self._from_numpy = None if torch is None else torch.from_numpy
+        #: ``torch.Tensor`` once torch is imported (when the pool is made or at the first
+        #: :meth:`torch` call), else None
+        self.tensor_type = None
+        self._from_numpy = None
+        self._bind_torch(sys.modules.get("torch"))  # not imported here: no torch input yet
+
+    def _bind_torch(self, torch) -> None:
+        if torch is not None:
+            self.tensor_type, self._from_numpy = torch.Tensor, torch.from_numpy
 
     def _take(self):
         """An array nobody else holds and its TVM view (the caller binds both)."""
@@ -66,14 +71,6 @@ class OutputPool:
             holders = sys.getrefcount(array)  # this binding, the view's owner, the argument
             self._arrays.append((array, view, holders + 1))  # and the entry, when free
         return array, view
-
-    def fits(self, out) -> bool:
-        """Whether the kernel can write into ``out`` as it is: a writable, aligned,
-        C-contiguous numpy array of the output's dtype and shape."""
-        if type(out) is not np.ndarray or out.dtype is not self.dtype or out.shape != self.shape:
-            return False
-        flags = out.flags
-        return flags.c_contiguous and flags.aligned and flags.writeable
 
     def numpy(self, x) -> np.ndarray:
         """``kernel(x)`` into an array the caller owns.
@@ -97,12 +94,10 @@ class OutputPool:
         """``kernel(x)`` into a torch tensor the caller owns: ``torch.from_numpy`` of
         what :meth:`numpy` would return, whose storage (shared by every view of the
         tensor) holds that array."""
+        if self._from_numpy is None:
+            import torch
+
+            self._bind_torch(torch)
         array, view = self._take()
         self.kernel(x, view)
-        return (self._from_numpy or self._torch_from_numpy())(array)
-
-    def _torch_from_numpy(self):
-        import torch
-
-        self._from_numpy = torch.from_numpy
-        return self._from_numpy
+        return self._from_numpy(array)
