@@ -8,11 +8,16 @@ on caches the kernel has just flushed) costs as much as a fifth of a small kerne
 The pool instead keeps a few numpy arrays of the output's shape, each with its TVM
 view made once, and calls the kernel straight into one the caller no longer holds.
 
-Whether the caller still holds an array is its reference count: anything that can
-reach its memory (a numpy view, a memoryview, ``np.from_dlpack``, a torch tensor made
-by ``torch.from_numpy``) holds a reference to it. Taking an array binds it first and
-then checks the count, so two threads can never take the same one (each sees the
-other's reference and allocates anew).
+Each array is a 64-byte aligned window of a byte buffer of its own, as TVM's own
+allocator aligns its tensors: numpy's large arrays start 16 bytes into a page, and
+vector stores that straddle cache lines slow a streaming kernel.
+
+Whether the caller still holds an array is two reference counts: the array's own
+(held by a memoryview, ``np.from_dlpack``, a torch tensor made by ``torch.from_numpy``)
+and its buffer's (numpy points every view, and every view of a view, at the buffer
+that owns the memory). Taking an array binds it first and then checks the counts, so
+two threads can never take the same one (each sees the other's reference and
+allocates anew).
 """
 
 from __future__ import annotations
@@ -22,7 +27,18 @@ import sys
 import numpy as np
 import tvm_ffi
 
+from .interop import TVM_ALIGNMENT
+
 __all__ = ["OutputPool"]
+
+
+def _aligned_empty(dtype: np.dtype, shape: tuple) -> np.ndarray:
+    """An uninitialized C-contiguous array whose data are :data:`TVM_ALIGNMENT` aligned
+    (its ``base``: the byte buffer that owns them)."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + TVM_ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % TVM_ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
 class OutputPool:
@@ -48,7 +64,8 @@ class OutputPool:
         self.dtype = dtype
         self.shape = shape
         self.capacity = capacity
-        self._arrays = []  # (array, its TVM view, its reference count when free)
+        # (array, its TVM view, the array's and its buffer's reference counts when free)
+        self._arrays = []
         #: ``torch.Tensor`` once torch is imported (when the pool is made or at the first
         #: :meth:`torch` call), else None
         self.tensor_type = None
@@ -61,15 +78,18 @@ class OutputPool:
 
     def _take(self):
         """An array nobody else holds and its TVM view (the caller binds both)."""
+        getrefcount = sys.getrefcount
         for entry in self._arrays:
-            array, view, free = entry
-            if sys.getrefcount(array) == free:  # held by the pool, the view and here
+            array, view, free, buffer_free = entry
+            # held by the pool, the view and here; the buffer by the array alone
+            if getrefcount(array) == free and getrefcount(array.base) == buffer_free:
                 return array, view
-        array = np.empty(self.shape, self.dtype)
-        view = tvm_ffi.from_dlpack(array, require_alignment=array.itemsize)
+        array = _aligned_empty(self.dtype, self.shape)
+        view = tvm_ffi.from_dlpack(array, require_alignment=TVM_ALIGNMENT)
         if len(self._arrays) < self.capacity:
-            holders = sys.getrefcount(array)  # this binding, the view's owner, the argument
-            self._arrays.append((array, view, holders + 1))  # and the entry, when free
+            holders = getrefcount(array)  # this binding, the view's owner, the argument
+            buffer_holders = getrefcount(array.base)  # the array, the argument
+            self._arrays.append((array, view, holders + 1, buffer_holders))  # and the entry
         return array, view
 
     def numpy(self, x) -> np.ndarray:
