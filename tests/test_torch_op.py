@@ -35,10 +35,53 @@ def test_opcheck(shape, size):
     torch.library.opcheck(OP, (x, size, 1e-3, 0.75, 2.0))
 
 
-def test_channels_last_input():
-    x = torch.randn(2, 8, 5, 5).to(memory_format=torch.channels_last)
+#: (shape, memory format): channels-last 4-D and 5-D, and C=1, which is also contiguous
+LAYOUTS = [
+    ((2, 8, 5, 5), torch.channels_last),
+    ((1, 5, 2, 3, 4), torch.channels_last_3d),
+    ((2, 1, 3, 3), torch.channels_last),
+]
+
+
+@pytest.mark.parametrize(("shape", "memory_format"), LAYOUTS)
+def test_channels_last_input_gives_channels_last_output(shape, memory_format):
+    x = torch.randn(shape).to(memory_format=memory_format)
     want = F.local_response_norm(x.double(), 5, 1e-3, 0.75, 2.0)
-    assert _norm_error(OP(x, 5, 1e-3, 0.75, 2.0), want) < 1e-6
+    y = OP(x, 5, 1e-3, 0.75, 2.0)
+    assert _norm_error(y, want) < 1e-6
+    expected = torch.contiguous_format if x.is_contiguous() else memory_format
+    assert y.is_contiguous(memory_format=expected)
+    # opcheck compares the fake implementation's strides with the kernel's
+    torch.library.opcheck(OP, (x.requires_grad_(), 5, 1e-3, 0.75, 2.0))
+
+
+def test_inductor_passes_channels_last_buffers_as_they_are(monkeypatch):
+    """A channels-last buffer of a compiled graph reaches the kernel as it is (read as
+    NHWC), not copied to NCHW first."""
+    from tvm_lrn import eager
+
+    inputs = []
+
+    def spy(x, **kwargs):
+        inputs.append(x)
+        return run(x, **kwargs)
+
+    run = eager.run
+    monkeypatch.setattr(eager, "run", spy)
+
+    class Net(nn.Module):
+        def forward(self, x):
+            return F.local_response_norm(torch.relu(x), 5, 1e-3, 0.75, 2.0) * 2
+
+    torch._dynamo.reset()
+    x = torch.randn(2, 8, 5, 5).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        y = torch.compile(Net(), backend="tvm_lrn")(x)
+    torch._dynamo.reset()
+    want = F.local_response_norm(torch.relu(x).double(), 5, 1e-3, 0.75, 2.0) * 2
+    assert _norm_error(y, want) < 1e-6
+    (kernel_input,) = inputs[-1:]
+    assert kernel_input.shape == (2, 5, 5, 8) and kernel_input.is_contiguous()
 
 
 @pytest.mark.parametrize(("shape", "size"), CASES)

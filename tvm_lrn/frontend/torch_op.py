@@ -3,9 +3,13 @@
 Registered with ``torch.library.custom_op``, so that torch.compile, torch.export and
 inductor treat it as one opaque op: the forward runs the project's TVM kernel on the
 tensor's own memory (CPU, or CUDA for a tensor on a GPU; zero-copy through DLPack,
-:func:`tvm_lrn.run`), a fake implementation gives its output's shape and dtype to
-tracing, and the backward is the derivative of LRN computed in float64 (so that it does
-not overflow where the forward does not, for float32, float16 and bfloat16 inputs).
+:func:`tvm_lrn.run`), a fake implementation gives its output's shape, dtype and strides
+to tracing, and the backward is the derivative of LRN computed in float64 (so that it
+does not overflow where the forward does not, for float32, float16 and bfloat16 inputs).
+
+The op keeps its input's memory format: a channels-last input (as inductor and
+``model.to(memory_format=torch.channels_last)`` lay out convolutions' outputs) is LRN
+over the last axis of its memory, read where it is, and its output is channels-last too.
 
 :func:`replace_lrn` rewrites the ``F.local_response_norm`` calls of an FX graph (as
 Dynamo captures them) into this op; :func:`tvm_lrn.frontend.dynamo.tvm_lrn_backend`
@@ -20,6 +24,21 @@ import torch.nn.functional as F
 __all__ = ["local_response_norm", "replace_lrn"]
 
 _NAME = "tvm_lrn::local_response_norm"
+
+
+#: The channels-last memory format of each rank that has one.
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """The format of the op's output: channels-last for a channels-last input (that is
+    not also contiguous), else contiguous (inputs of other strides are copied)."""
+    channels_last = _CHANNELS_LAST.get(x.dim())
+    if channels_last is None or x.is_contiguous():
+        return torch.contiguous_format
+    return (
+        channels_last if x.is_contiguous(memory_format=channels_last) else torch.contiguous_format
+    )
 
 
 @torch.library.custom_op(_NAME, mutates_args=())
@@ -39,19 +58,26 @@ def local_response_norm(
     Returns
     -------
     torch.Tensor
-        Same shape, dtype and device as ``x``.
+        Same shape, dtype and device as ``x``; channels-last if ``x`` is.
     """
     from ..eager import run
 
     if x.dim() < 3:
         raise ValueError(f"local_response_norm needs an input of rank >= 3, got {x.dim()}")
     target = "cuda" if x.is_cuda else None
-    return run(x, size=size, alpha=alpha, beta=beta, bias=k, axis=1, target=target)
+    if _memory_format(x) is torch.contiguous_format:
+        return run(x, size=size, alpha=alpha, beta=beta, bias=k, axis=1, target=target)
+    last = x.dim() - 1
+    memory_order = (0, *range(2, x.dim()), 1)  # N, spatial..., C: contiguous
+    y = run(
+        x.permute(memory_order), size=size, alpha=alpha, beta=beta, bias=k, axis=last, target=target
+    )
+    return y.movedim(last, 1)
 
 
 @local_response_norm.register_fake
 def _(x, size, alpha=1e-4, beta=0.75, k=1.0):
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
+    return torch.empty_like(x, memory_format=_memory_format(x))
 
 
 def _window_sums(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
