@@ -8,8 +8,10 @@
     python benchmarks/models.py --networks alexnet --batches 1 --threads 1
     python benchmarks/models.py --contenders torch,tvm_lrn --no-readme
 
-Each thread count runs in its own processes (``TVM_NUM_THREADS`` is read when TVM's
-thread pool starts), one per group of :data:`PROCESS_GROUPS`. Per network and batch every
+Each network and thread count runs in processes of its own (``TVM_NUM_THREADS`` is read
+when TVM's thread pool starts; one network's leftovers, its allocator's heap and its
+compiled graphs, do not slow the next), one per group of :data:`PROCESS_GROUPS`. Per
+batch every
 contender is prepared (compiled), its output checked against the network run by torch in
 float64 (``max|y - truth| / max|truth|``); then those of a group are timed together,
 interleaved: two untimed calls each, then rounds of one call
@@ -31,6 +33,7 @@ Contenders:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -208,18 +211,17 @@ def _worker(args) -> None:
 
 
 def _run_threads(args) -> list[dict]:
-    """Every thread count and process group in a worker of its own; the rows in the
+    """Every thread count, network and process group in a worker of its own; the rows in the
     order of networks, batches, threads and :data:`CONTENDERS`."""
     rows = []
-    for threads in args.threads_list:
+    for threads, network, group in itertools.product(
+        args.threads_list, args.networks, PROCESS_GROUPS
+    ):
         env = {**os.environ, "TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-        for group in PROCESS_GROUPS:
-            contenders = [c for c in args.contenders if c in group]
-            if not contenders:
-                continue
+        contenders = [c for c in args.contenders if c in group]
+        if contenders:
             cmd = [sys.executable, __file__, "--worker", "--threads", str(threads)]
-            cmd += ["--networks", ",".join(args.networks)]
-            cmd += ["--batches", ",".join(map(str, args.batches))]
+            cmd += ["--networks", network, "--batches", ",".join(map(str, args.batches))]
             cmd += ["--contenders", ",".join(contenders), "--budget-s", str(args.budget_s)]
             cmd += ["--repeats", str(args.repeats)]
             run = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True)
