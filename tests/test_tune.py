@@ -384,6 +384,27 @@ def test_record_applies_when_a_frontend_rounds_alpha(tuned):
 # --------------------------------------------------------------------------- Ctrl-C
 
 
+def test_an_lrn_task_ends_when_its_space_is_exhausted(tmp_path):
+    """An LRN's design space holds a dozen schedules: its task ends at the first batch
+    with nothing new to measure, long before 64 trials (the evolutionary search alone
+    goes on for five such batches, a minute each on a network's LRN)."""
+    result = T.tune(
+        shapes=[SHAPE],
+        dtypes=["float32"],
+        params=PARAMS,
+        work_dir=tmp_path,
+        trials=64,
+        trials_per_iter=8,
+        cost_model="random",
+        seed=1,
+        progress=False,
+    )
+    (res,) = result.workloads
+    assert not result.interrupted and 0 < res.trials < 64
+    logs = "".join(path.read_text() for path in (tmp_path / "logs").glob("*.log"))
+    assert logs.count("Sending 0 candidates(s) for measurement") == 1
+
+
 def test_ctrl_c_keeps_a_loadable_database(tmp_path):
     """SIGINT (Ctrl-C) mid-search: exit 130, one line, the database still loads."""
     work_dir = tmp_path / "interrupted"

@@ -27,6 +27,7 @@ from ..remote import NO_SERVER
 from .database import best_records, load_database, mean_seconds
 from .progress import Progress, SigintWatch, TuneResult, WorkloadResult
 from .records import export_best, repair_json_database
+from .search_strategy import UntilExhausted
 from .space import (
     baseline_schedules,
     cost_model,
@@ -160,13 +161,14 @@ def _tasks(results, target, opts, work_dir: str, trials: int) -> list:
         # score (minutes per iteration at 512): LRN tasks keep to 128.
         cap = 128 if res.workload.is_lrn else 512
         population = max(64, min(cap, 16 * trials))
+        strategy = ms.search_strategy.EvolutionarySearch(
+            population_size=population, init_min_unmeasured=min(50, population)
+        )
         ctx = ms.TuneContext(
             mod=res.workload.mod,
             target=target,
             space_generator=design_space(target, opts.rule, lrn=res.workload.is_lrn),
-            search_strategy=ms.search_strategy.EvolutionarySearch(
-                population_size=population, init_min_unmeasured=min(50, population)
-            ),
+            search_strategy=UntilExhausted(strategy) if res.workload.is_lrn else strategy,
             task_name=res.workload.name,
             rand_state=rand,
             num_threads=int(target.attrs.get("num-cores", 1)),
