@@ -11,6 +11,7 @@ __all__ = [
     "cpu_triple",
     "foreign_arch",
     "host_target",
+    "host_target_on_one_core",
     "is_generic_host_cpu",
     "require_device",
     "require_native",
@@ -25,6 +26,13 @@ logger = logging.getLogger("tvm_lrn")
 def host_target() -> Target:
     """The host CPU as an llvm target with its mtriple and mcpu (for vector widths)."""
     return Target.from_device("cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def host_target_on_one_core() -> Target:
+    """:func:`host_target` with ``num-cores`` 1: its kernels run on the calling thread,
+    without TVM's thread pool (:mod:`tvm_lrn.lower.one_core`)."""
+    return Target({**host_target().export(), "num-cores": 1})
 
 
 def resolve_target(target=None) -> Target:

@@ -7,6 +7,11 @@ tensor's own memory (CPU, or CUDA for a tensor on a GPU; zero-copy through DLPac
 to tracing, and the backward is the derivative of LRN computed in float64 (so that it
 does not overflow where the forward does not, for float32, float16 and bfloat16 inputs).
 
+On the CPU the op's kernel runs on the calling thread (built for
+:func:`tvm_lrn.target.host_target_on_one_core`): the cores belong to torch's intra-op
+threads, and waking TVM's thread pool between them costs more than it gains
+(:mod:`tvm_lrn.lower.one_core`).
+
 The op keeps its input's memory format: a channels-last input (as inductor and
 ``model.to(memory_format=torch.channels_last)`` lay out convolutions' outputs) is LRN
 over the last axis of its memory, read where it is, and its output is channels-last too.
@@ -61,10 +66,11 @@ def local_response_norm(
         Same shape, dtype and device as ``x``; channels-last if ``x`` is.
     """
     from ..eager import run
+    from ..target import host_target_on_one_core
 
     if x.dim() < 3:
         raise ValueError(f"local_response_norm needs an input of rank >= 3, got {x.dim()}")
-    target = "cuda" if x.is_cuda else None
+    target = "cuda" if x.is_cuda else host_target_on_one_core()
     if _memory_format(x) is torch.contiguous_format:
         return run(x, size=size, alpha=alpha, beta=beta, bias=k, axis=1, target=target)
     last = x.dim() - 1

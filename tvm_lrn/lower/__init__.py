@@ -12,6 +12,7 @@ from __future__ import annotations
 import tvm
 
 from .annotations import PLANE_TASK
+from .one_core import SerializeOnOneCore, on_one_core, serialize_parallel_loops
 from .param_alignment import AlignParamsToElements, align_params_to_elements
 from .plane_tasks import LowerPlaneTasks, lower_plane_tasks
 
@@ -20,19 +21,24 @@ __all__ = [
     "TIR_PIPELINE",
     "AlignParamsToElements",
     "LowerPlaneTasks",
+    "SerializeOnOneCore",
     "align_params_to_elements",
     "lower_plane_tasks",
+    "on_one_core",
+    "serialize_parallel_loops",
 ]
 
-#: Name of the registered TIR pipeline: :class:`LowerPlaneTasks` and
-#: :class:`AlignParamsToElements`, then TVM's default.
+#: Name of the registered TIR pipeline: :class:`LowerPlaneTasks`,
+#: :class:`SerializeOnOneCore` and :class:`AlignParamsToElements`, then TVM's default.
 TIR_PIPELINE = "tvm_lrn"
 
 
 def _pipeline():
     stock, finalize_host, finalize_device = tvm.tirx.get_tir_pipeline("default")
     return (
-        tvm.transform.Sequential([LowerPlaneTasks(), AlignParamsToElements(), stock]),
+        tvm.transform.Sequential(
+            [LowerPlaneTasks(), SerializeOnOneCore(), AlignParamsToElements(), stock]
+        ),
         finalize_host,
         finalize_device,
     )
