@@ -215,19 +215,24 @@ def tuned(tmp_path_factory):
     """A tiny tuning run: two workloads, two search trials each."""
     work_dir = tmp_path_factory.mktemp("tuning")
     start = time.time()
-    result = T.tune(
-        shapes=[SHAPE],
-        dtypes=["float32", "float16"],
-        params=PARAMS,
-        work_dir=work_dir,
-        trials=2,
-        trials_per_iter=2,
-        cost_model="random",
-        seed=1,
-        progress=True,
-    )
+    result = _tune_shape(work_dir, ["float32", "float16"], trials=2, per_iter=2, progress=True)
     print(f"tuning run: {time.time() - start:.0f} s")
     return result
+
+
+def _tune_shape(work_dir, dtypes, trials: int, per_iter: int, progress: bool = False):
+    """``tune`` of SHAPE in ``dtypes`` with the random cost model and seed 1."""
+    return T.tune(
+        shapes=[SHAPE],
+        dtypes=dtypes,
+        params=PARAMS,
+        work_dir=work_dir,
+        trials=trials,
+        trials_per_iter=per_iter,
+        cost_model="random",
+        seed=1,
+        progress=progress,
+    )
 
 
 def test_tune_writes_a_database(tuned):
@@ -388,17 +393,7 @@ def test_an_lrn_task_ends_when_its_space_is_exhausted(tmp_path):
     """An LRN's design space holds a dozen schedules: its task ends at the first batch
     with nothing new to measure, long before 64 trials (the evolutionary search alone
     goes on for five such batches, a minute each on a network's LRN)."""
-    result = T.tune(
-        shapes=[SHAPE],
-        dtypes=["float32"],
-        params=PARAMS,
-        work_dir=tmp_path,
-        trials=64,
-        trials_per_iter=8,
-        cost_model="random",
-        seed=1,
-        progress=False,
-    )
+    result = _tune_shape(tmp_path, ["float32"], trials=64, per_iter=8)
     (res,) = result.workloads
     assert not result.interrupted and 0 < res.trials < 64
     logs = "".join(path.read_text() for path in (tmp_path / "logs").glob("*.log"))
