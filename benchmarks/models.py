@@ -11,9 +11,8 @@
 Each network and thread count runs in processes of its own (``TVM_NUM_THREADS`` is read
 when TVM's thread pool starts; one network's leftovers, its allocator's heap and its
 compiled graphs, do not slow the next), one per group of :data:`PROCESS_GROUPS`. Per
-batch every
-contender is prepared (compiled), its output checked against the network run by torch in
-float64 (``max|y - truth| / max|truth|``); then those of a group are timed together,
+batch every contender is prepared (compiled), its output checked against the network run
+by torch in float64 (``max|y - truth| / max|truth|``); then those of a group are timed together,
 interleaved: two untimed calls each, then rounds of one call
 of each contender (a 50 ms pause before each call, so that no other contender's
 spinning threads are left running), each until ``--repeats`` calls or ``--budget-s``

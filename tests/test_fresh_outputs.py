@@ -75,7 +75,7 @@ HOLDERS = {
     "numpy view": lambda y: y[1:],
     "view of a view": lambda y: y[1:][0, 2:],
     "reshape": lambda y: y.reshape(-1),
-    "the array's base": lambda y: y.base if y.base is not None else y,
+    "the array's base": lambda y: y.base,
     "memoryview": memoryview,
     "torch.from_numpy": torch.from_numpy,
     "np.from_dlpack": np.from_dlpack,

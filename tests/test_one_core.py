@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 import tvm
 from tvm import tirx
+from tvm.script import tirx as T
 from tvm.target import Target
 
 from tvm_lrn import eager, op, reference
@@ -29,10 +30,14 @@ PARALLEL_LAUNCH = "TVMBackendParallelLaunch"
 CASES = [((2, 16, 7, 37), 1, True), ((3, 9, 5, 12), -1, True), ((2, 8, 6, 32), 1, False)]
 
 
+def _loops(func):
+    loops = []
+    walk(func.body, lambda n: loops.append(n) if isinstance(n, tirx.For) else None)
+    return loops
+
+
 def _kinds(func):
-    kinds = []
-    walk(func.body, lambda n: kinds.append(n.kind) if isinstance(n, tirx.For) else None)
-    return kinds
+    return [loop.kind for loop in _loops(func)]
 
 
 def _scheduled(shape, axis, static, target):
@@ -61,6 +66,16 @@ def test_parallel_loops_become_serial_and_the_rest_stays(shape, axis, static):
     assert after.count(tirx.ForKind.SERIAL) == before.count(tirx.ForKind.SERIAL) + before.count(
         tirx.ForKind.PARALLEL
     )
+
+
+def test_a_stepped_parallel_loop_keeps_its_step():
+    @T.prim_func(private=True)
+    def every_other(a: T.Buffer((16,), "float32"), b: T.Buffer((16,), "float32")):
+        for i in T.parallel(0, 16, step=2):
+            b[i] = a[i] * 2.0
+
+    (loop,) = _loops(serialize_parallel_loops(every_other))
+    assert loop.kind == tirx.ForKind.SERIAL and int(loop.step) == 2
 
 
 @pytest.mark.parametrize(("shape", "axis", "static"), CASES)

@@ -36,6 +36,8 @@ def test_opcheck(shape, size):
 
 
 #: (shape, memory format): channels-last 4-D and 5-D, and C=1, which is also contiguous
+#: (both formats describe its strides: there opcheck's comparison of the fake
+#: implementation's strides with the kernel's is the check)
 LAYOUTS = [
     ((2, 8, 5, 5), torch.channels_last),
     ((1, 5, 2, 3, 4), torch.channels_last_3d),

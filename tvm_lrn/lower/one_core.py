@@ -21,7 +21,19 @@ __all__ = ["SerializeOnOneCore", "on_one_core", "serialize_parallel_loops"]
 
 
 def on_one_core(target: tvm.target.Target | None) -> bool:
-    """Whether ``target`` is a CPU target that says it has one core."""
+    """Whether ``target`` is a CPU target that says it has one core.
+
+    Parameters
+    ----------
+    target : tvm.target.Target or None
+
+    Returns
+    -------
+    bool
+        True for an llvm target whose ``num-cores`` is 1 (so a user's ``num-cores=1``
+        target, and a tuning target on a host with one physical core, also get serial
+        kernels).
+    """
     return (
         target is not None
         and target.kind.name == "llvm"
@@ -30,7 +42,18 @@ def on_one_core(target: tvm.target.Target | None) -> bool:
 
 
 def serialize_parallel_loops(func: tirx.PrimFunc) -> tirx.PrimFunc:
-    """``func`` with each ``parallel`` loop made ``serial`` (``func`` itself if none)."""
+    """``func`` with each ``parallel`` loop made ``serial``.
+
+    Parameters
+    ----------
+    func : tvm.tirx.PrimFunc
+        A scheduled PrimFunc.
+
+    Returns
+    -------
+    tvm.tirx.PrimFunc
+        ``func`` itself when it has no parallel loop.
+    """
     found = []
 
     def on_for(node, mutator):
@@ -46,6 +69,8 @@ def serialize_parallel_loops(func: tirx.PrimFunc) -> tirx.PrimFunc:
             node.body,
             node.thread_binding,
             node.annotations,
+            step=node.step,
+            span=node.span,
         )
 
     body = tvm_ffi.structural_mutate(func.body, [(tirx.For, on_for)])
