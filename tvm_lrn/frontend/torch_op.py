@@ -71,14 +71,11 @@ def local_response_norm(
     if x.dim() < 3:
         raise ValueError(f"local_response_norm needs an input of rank >= 3, got {x.dim()}")
     target = "cuda" if x.is_cuda else host_target_on_one_core()
-    if _memory_format(x) is torch.contiguous_format:
-        return run(x, size=size, alpha=alpha, beta=beta, bias=k, axis=1, target=target)
-    last = x.dim() - 1
-    memory_order = (0, *range(2, x.dim()), 1)  # N, spatial..., C: contiguous
-    y = run(
-        x.permute(memory_order), size=size, alpha=alpha, beta=beta, bias=k, axis=last, target=target
-    )
-    return y.movedim(last, 1)
+    memory, axis = x, 1
+    if _memory_format(x) is not torch.contiguous_format:  # N, spatial..., C: contiguous
+        memory, axis = x.permute(0, *range(2, x.dim()), 1), x.dim() - 1
+    y = run(memory, size=size, alpha=alpha, beta=beta, bias=k, axis=axis, target=target)
+    return y if axis == 1 else y.movedim(axis, 1)
 
 
 @local_response_norm.register_fake

@@ -54,13 +54,11 @@ def serialize_parallel_loops(func: tirx.PrimFunc) -> tirx.PrimFunc:
     tvm.tirx.PrimFunc
         ``func`` itself when it has no parallel loop.
     """
-    found = []
 
     def on_for(node, mutator):
         node = mutator.default_mutate(node)
         if node.kind != tirx.ForKind.PARALLEL:
             return node
-        found.append(node)
         return tirx.For(
             node.loop_var,
             node.min,
@@ -73,8 +71,8 @@ def serialize_parallel_loops(func: tirx.PrimFunc) -> tirx.PrimFunc:
             span=node.span,
         )
 
-    body = tvm_ffi.structural_mutate(func.body, [(tirx.For, on_for)])
-    return func.with_body(body) if found else func
+    body = tvm_ffi.structural_mutate(func.body, [(tirx.For, on_for)])  # unchanged: the same
+    return func if body.same_as(func.body) else func.with_body(body)
 
 
 @tvm.tirx.transform.prim_func_pass(opt_level=0, name="tvm_lrn.SerializeOnOneCore")
